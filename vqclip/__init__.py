@@ -1,0 +1,3 @@
+"""vqclip: text-to-image generation by VQGAN+CLIP optimisation."""
+
+__version__ = "0.1.0"

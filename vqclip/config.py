@@ -1,0 +1,201 @@
+"""The run schema as nested dataclasses; presets in configs/*.yaml are partial overrides of it.
+
+Resolution order (later wins): dataclass defaults <- presets <- a PNG's recorded config (`--from`)
+<- explicit options <- `--set key=value` overrides. OmegaConf checks every key and type against the schema.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, List, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError, UnknownNameError
+
+
+@dataclass
+class ModelConfig:
+    vqgan: str = "vqgan_imagenet_f16_16384"  # registry name, or a taming yaml (ckpt beside it, same stem)
+    vqgan_ckpt: Optional[str] = None  # explicit checkpoint when it does not sit beside the yaml
+    # open_clip specs: NAME, NAME:PRETRAINED_TAG, NAME:/path/to/weights, or local-dir:DIR; several guide together
+    clip: List[str] = field(default_factory=lambda: ["ViT-B-32-quickgelu:openai"])
+    checkpoints_dir: Optional[str] = None  # default: $VQCLIP_CHECKPOINTS, else the project's checkpoints/
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # see vqclip.optimize.OPTIMIZERS
+    lr: float = 0.1
+    weight_decay: float = 0.0
+
+
+@dataclass
+class CutoutConfig:
+    cutn: int = 32  # augmented crops scored by CLIP per step
+    cut_pow: float = 1.0  # >1 favours small crops (detail), <1 large ones (composition)
+    augments: List[str] = field(default_factory=lambda: ["flip", "affine", "noise"])
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "outputs"
+    name: Optional[str] = None  # run folder name; default derives from the prompt and seed
+    save_every: int = 50  # frame interval in steps; 0 saves no intermediate frames
+    video: bool = False  # progress mp4 of the saved frames (imageio-ffmpeg)
+    gif: bool = False
+    fps: int = 10
+
+
+@dataclass
+class Config:
+    prompt: str = ""  # "text:weight:stop|text2:weight" (see vqclip.prompts)
+    image_prompts: List[str] = field(default_factory=list)  # "path[:weight]"
+    init_image: Optional[str] = None  # starting image, encoded through the VQGAN encoder
+    init_weight: float = 0.0  # pull towards the initial latent
+    width: int = 256
+    height: int = 256
+    steps: int = 300
+    seed: Optional[int] = None  # None draws one; the drawn seed is recorded in every output
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    cutouts: CutoutConfig = field(default_factory=CutoutConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def preset_dirs() -> list[Path]:
+    """Where presets are looked up: $VQCLIP_CONFIGS, the source tree's configs/, the wheel's copy."""
+    dirs = [Path(p) for p in os.environ.get("VQCLIP_CONFIGS", "").split(os.pathsep) if p]
+    dirs += [_project_root() / "configs", Path(__file__).resolve().parent / "_configs"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def list_presets() -> list[str]:
+    return sorted({p.stem for d in preset_dirs() for p in d.glob("*.yaml")})
+
+
+def preset_path(name: str) -> Path:
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return Path(name)
+    for d in preset_dirs():
+        if (d / f"{name}.yaml").is_file():
+            return d / f"{name}.yaml"
+    raise UnknownNameError("preset", name, list_presets())
+
+
+def _keys(node, prefix="") -> list[str]:
+    out = []
+    for k, v in node.items():
+        out.append(prefix + k)
+        if OmegaConf.is_dict(v):
+            out += _keys(v, prefix + k + ".")
+    return out
+
+
+def _merge(base, other: Any, source: str):
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        if "not in struct" in str(e) or "Key" in type(e).__name__ and "Missing" not in str(e):
+            raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: "
+                              f"{', '.join(_keys(OmegaConf.structured(Config)))}") from None
+        raise ConfigError(f"bad value for {key or 'config'} in {source}: {e.msg if hasattr(e, 'msg') else e}") from None
+
+
+def parse_dotlist(items: Iterable[str]) -> list[str]:
+    out = []
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set optim.lr=0.05)")
+        out.append(item)
+    return out
+
+
+def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, options: Optional[dict] = None,
+            overrides: Iterable[str] = ()) -> Config:
+    """Build a validated Config from presets, a recorded config, option values and key=value overrides."""
+    cfg = OmegaConf.structured(Config)
+    for name in presets:
+        path = preset_path(name)
+        try:
+            data = OmegaConf.load(path)
+        except Exception as e:  # noqa: BLE001 - yaml errors come in many types
+            raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
+        cfg = _merge(cfg, data, f"preset {name!r}")
+    if base_yaml is not None:
+        cfg = _merge(cfg, OmegaConf.create(base_yaml), "the recorded config")
+    if options:
+        cfg = _merge(cfg, OmegaConf.create(_nest(options)), "the options")
+    dotlist = parse_dotlist(overrides)
+    if dotlist:
+        try:
+            cfg = _merge(cfg, OmegaConf.from_dotlist(dotlist), "--set")
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(f"cannot parse --set {dotlist}: {e}") from None
+    config: Config = OmegaConf.to_object(cfg)
+    validate(config)
+    return config
+
+
+def _nest(flat: dict) -> dict:
+    """{"optim.lr": 0.1} -> {"optim": {"lr": 0.1}}; None values are dropped (option not given)."""
+    out: dict = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need no model: positive counts, known names."""
+    from .cutouts import AUGMENTS
+    from .optimize import OPTIMIZERS
+
+    positive = {"steps": cfg.steps, "width": cfg.width, "height": cfg.height, "cutouts.cutn": cfg.cutouts.cutn,
+                "optim.lr": cfg.optim.lr, "output.fps": cfg.output.fps}
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if cfg.output.save_every < 0:
+        raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
+    if cfg.cutouts.cut_pow <= 0:
+        raise ConfigError(f"cutouts.cut_pow must be positive, got {cfg.cutouts.cut_pow}")
+    if cfg.optim.name not in OPTIMIZERS:
+        raise UnknownNameError("optimizer", cfg.optim.name, OPTIMIZERS)
+    for aug in cfg.cutouts.augments:
+        if aug not in AUGMENTS:
+            raise UnknownNameError("augmentation", aug, AUGMENTS)
+    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not cfg.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+    if not cfg.model.clip:
+        raise ConfigError("model.clip needs at least one CLIP model")
+    if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
+        raise ConfigError(f"seed must be between 0 and 2**63-1, got {cfg.seed}")
+
+
+def with_seed(cfg: Config) -> Config:
+    """Draw a seed when none is set, so every output records the one it used."""
+    if cfg.seed is None:
+        cfg.seed = secrets.randbelow(2**31)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,77 @@
+"""Prompt parsing ("text:weight:stop|...") and the loss of one prompt against image embeddings."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import PromptError
+from .ops import replace_grad, spherical_dist
+
+# a plain decimal number: "inf", "nan" and "1e5" style words in a text are not weights
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    weight: float = 1.0
+    stop: float = -math.inf
+
+
+def _is_number(s: str) -> bool:
+    return bool(_NUMBER.match(s))
+
+
+def parse_prompt(spec: str) -> Prompt:
+    """Split "text[:weight[:stop]]"; only trailing numeric fields count, so "a photo: by x" stays whole."""
+    parts = spec.split(":")
+    numbers: list[float] = []
+    while len(parts) > 1 and len(numbers) < 2 and _is_number(parts[-1]):
+        numbers.insert(0, float(parts.pop()))
+    text = ":".join(parts).strip()
+    if not text:
+        raise PromptError(f"prompt {spec!r} has no text; write it as 'text', 'text:weight' or 'text:weight:stop'")
+    if numbers and numbers[0] == 0:
+        raise PromptError(f"prompt {spec!r} has weight 0; use a positive weight, or a negative one to push away")
+    return Prompt(text, *numbers)
+
+
+def parse_prompts(text: str) -> list[Prompt]:
+    """Parse "a:1|b:-0.5" into prompts; blank pieces are refused rather than guessed at."""
+    if not text or not text.strip():
+        raise PromptError("the prompt is empty; give some text, e.g. vqclip generate \"a red circle\"")
+    pieces = text.split("|")
+    if any(not p.strip() for p in pieces):
+        raise PromptError(f"prompt {text!r} has an empty part between '|' separators; remove the extra '|'")
+    return [parse_prompt(p) for p in pieces]
+
+
+def split_path_weight(spec: str) -> tuple[str, float]:
+    """"path[:weight]" for image prompts; a drive letter or a colon in a file name stays in the path."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and _is_number(tail):
+        return head, float(tail)
+    return spec, 1.0
+
+
+class PromptLoss(nn.Module):
+    """Spherical distance of image embeddings to one target embedding, signed by weight, floored by stop."""
+
+    def __init__(self, embed: torch.Tensor, weight: float = 1.0, stop: float = -math.inf):
+        super().__init__()
+        self.register_buffer("embed", embed.detach().reshape(1, -1))
+        self.weight = float(weight)
+        self.stop = float(stop)
+
+    def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """image_embeds [..., N, D] -> loss [...] (mean over the N cutouts)."""
+        dists = spherical_dist(image_embeds, self.embed) * math.copysign(1.0, self.weight)
+        if math.isfinite(self.stop):
+            # the value stays the raw distance; the gradient stops once the distance falls below stop
+            dists = replace_grad(dists, torch.clamp(dists, min=self.stop))
+        return abs(self.weight) * dists.mean(dim=-1)
