@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import torch
+
+from tiny import write_clip, write_vqgan
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach for the network
+# tiny models gain nothing from threads, and two busy processes on 2 cores slow each other ~50x
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Files of a tiny VQGAN and a tiny CLIP, made once per session."""
+    root = tmp_path_factory.mktemp("models")
+    config, ckpt = write_vqgan(root / "vqgan")
+    clip_dir = write_clip(root / "clip")
+    return {"vqgan": str(config), "ckpt": str(ckpt), "clip": f"local-dir:{clip_dir}", "root": root}
+
+
+@pytest.fixture
+def tiny_args(tiny_models, tmp_path):
+    """CLI arguments that run generate on the tiny models, writing under tmp_path."""
+    return ["--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32",
+            "--steps", "4", "--cutn", "4", "--out", str(tmp_path / "out"), "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """Every user path points into a tmp dir."""
+    monkeypatch.setenv("VQCLIP_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,51 @@
+import pytest
+
+from vqclip.config import Config, list_presets, resolve, to_yaml
+from vqclip.errors import ConfigError, UnknownNameError
+
+
+def test_defaults_are_the_dataclass():
+    assert resolve() == Config()
+
+
+def test_order_presets_options_sets(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("steps: 7\noptim:\n  lr: 0.3\n")
+    cfg = resolve([str(preset)], options={"steps": 9}, overrides=["optim.lr=0.01", "cutouts.augments=[flip]"])
+    assert (cfg.steps, cfg.optim.lr, cfg.cutouts.augments) == (9, 0.01, ["flip"])
+
+
+def test_recorded_yaml_round_trips():
+    cfg = resolve(options={"prompt": "a: b|c:-1", "seed": 5, "width": 64})
+    assert resolve(base_yaml=to_yaml(cfg)) == cfg
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    (["nope=1"], "unknown config key 'nope'"),
+    (["optim.nope=1"], "unknown config key 'optim.nope'"),
+    (["steps=many"], "steps"),
+    (["steps"], "key=value"),
+    (["steps=0"], "steps must be positive"),
+    (["optim.lr=-1"], "optim.lr must be positive"),
+    (["cutouts.cutn=0"], "cutouts.cutn must be positive"),
+    (["device=tpu"], "device"),
+])
+def test_bad_overrides_name_the_key(sets, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        resolve(overrides=sets)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="adamw"):
+        resolve(overrides=["optim.name=lbfgs"])
+    with pytest.raises(UnknownNameError, match="flip"):
+        resolve(overrides=["cutouts.augments=[swirl]"])
+    with pytest.raises(UnknownNameError, match="preset"):
+        resolve(["no-such-preset"])
+
+
+def test_shipped_presets_load():
+    names = list_presets()
+    assert names, "configs/ has presets"
+    for name in names:
+        assert isinstance(resolve([name]), Config)

@@ -1,0 +1,114 @@
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny import TINY_DDCONFIG, write_vqgan
+from vqclip.errors import CheckpointError, ConfigError, ModelFilesMissing, UnknownNameError
+from vqclip.models import VQGANSpec, build_vqgan, load_checkpoint, load_clip, load_vqgan, read_vqgan_yaml
+from vqclip.registry import resolve_vqgan
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+def test_tiny_vqgan_loads_through_the_user_loader(tiny_models):
+    model = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])
+    state = torch.load(tiny_models["ckpt"], weights_only=True)["state_dict"]
+    assert torch.equal(model.codebook, state["quantize.embedding.weight"])
+    z = model.codes_to_latent(torch.zeros(1, 4, 4, dtype=torch.long))
+    assert model.decode(z).shape == (1, 3, 8, 8)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_gumbel_vqgan_loads(tmp_path):
+    config, ckpt = write_vqgan(tmp_path, "gumbel", gumbel=True)
+    model = load_vqgan(config, ckpt)
+    assert model.spec.gumbel and model.codebook.shape == (64, 32)
+    assert model.encode(torch.zeros(1, 3, 16, 16)).shape == (1, 32, 8, 8)
+
+
+def test_lightning_checkpoint_keyed_by_model_checkpoint_class_loads(tmp_path, monkeypatch):
+    """Official files key their callbacks by pytorch_lightning's ModelCheckpoint class itself."""
+    module = types.ModuleType("pytorch_lightning.callbacks.model_checkpoint")
+
+    class ModelCheckpoint:
+        pass
+
+    ModelCheckpoint.__module__, ModelCheckpoint.__qualname__ = module.__name__, "ModelCheckpoint"
+    module.ModelCheckpoint = ModelCheckpoint
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    config, _ = write_vqgan(tmp_path, "official")
+    model = build_vqgan(read_vqgan_yaml(config))
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": model.state_dict(), "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}},
+                "pytorch-lightning_version": "1.0.8"}, ckpt)
+    monkeypatch.delitem(sys.modules, module.__name__)  # loading must not need Lightning
+    loaded = load_vqgan(config, ckpt)
+    assert torch.equal(loaded.codebook, model.codebook)
+
+
+def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    config, _ = write_vqgan(tmp_path / "a", "a", n_embed=64)
+    _, other = write_vqgan(tmp_path / "b", "b", n_embed=128)
+    with pytest.raises(CheckpointError, match=r"does not fit.*quantize.embedding.weight"):
+        load_vqgan(config, other)
+    state = torch.load(other, weights_only=True)["state_dict"]
+    torch.save({k: v for k, v in state.items() if not k.startswith("decoder.")}, tmp_path / "nodec.ckpt")
+    with pytest.raises(CheckpointError, match="missing keys.*decoder"):
+        load_vqgan(tmp_path / "b" / "b.yaml", tmp_path / "nodec.ckpt")
+
+
+def test_truncated_checkpoint_is_a_clear_error(tiny_models, tmp_path):
+    data = Path(tiny_models["ckpt"]).read_bytes()
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(bad)
+
+
+def test_not_a_taming_yaml(tmp_path):
+    (tmp_path / "x.yaml").write_text("model: {params: {}}\n")
+    with pytest.raises(ConfigError, match="not a taming VQGAN config"):
+        read_vqgan_yaml(tmp_path / "x.yaml")
+
+
+def test_registry_names_missing_files_and_how_to_get_them(tmp_path):
+    with pytest.raises(ModelFilesMissing, match=r"vqgan_imagenet_f16_16384\.yaml.*vqclip models download"):
+        resolve_vqgan("vqgan_imagenet_f16_16384", ckpt_dir=str(tmp_path))
+    with pytest.raises(UnknownNameError, match="vqgan_imagenet_f16_16384"):
+        resolve_vqgan("imagenet")
+
+
+def test_yaml_without_ckpt_beside_it(tiny_models, tmp_path):
+    lone = tmp_path / "lone.yaml"
+    lone.write_text(Path(tiny_models["vqgan"]).read_text())
+    with pytest.raises(ModelFilesMissing, match="lone.ckpt.*--vqgan-ckpt"):
+        resolve_vqgan(str(lone))
+    assert resolve_vqgan(str(lone), tiny_models["ckpt"])[1] == Path(tiny_models["ckpt"])
+
+
+def test_tiny_clip_loads_with_its_preprocessing(tiny_models):
+    p = load_clip(tiny_models["clip"])
+    assert p.input_size == 32 and p.mean.flatten()[0] == pytest.approx(0.48145466)
+    assert p.encode_text(["a red circle"]).shape == (1, 32)
+    assert p.encode_image(torch.rand(2, 3, 32, 32)).shape == (2, 32)
+
+
+def test_unknown_clip_lists_choices():
+    with pytest.raises(UnknownNameError, match="ViT-B-32"):
+        load_clip("ViT-Z-99")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vqgan_imagenet_f16_16384", "vqgan_gumbel_f8_8192"])
+def test_official_yamls_build_offline_with_random_weights(name):
+    spec = read_vqgan_yaml(REFERENCE / f"{name}.yaml")
+    model = build_vqgan(spec)
+    expected = {"vqgan_imagenet_f16_16384": (16, 16384, False), "vqgan_gumbel_f8_8192": (8, 8192, True)}[name]
+    assert (spec.factor, spec.n_embed, spec.gumbel) == expected
+    assert not hasattr(model, "loss")
+    with torch.no_grad():
+        out = model.decode_quantized(torch.zeros(1, 256, 2, 2))
+    assert out.shape == (1, 3, 2 * spec.factor, 2 * spec.factor)

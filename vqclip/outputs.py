@@ -1,0 +1,149 @@
+"""PNGs with provenance, progress videos and output paths: the only module that writes files.
+
+Every file is written under a temporary name in its final folder and renamed once complete, so a crash,
+Ctrl-C or a full disk never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import unicodedata
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+
+from .errors import OutputError
+
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
+def slugify(text: str, max_len: int = 60) -> str:
+    """A file-name-safe slug: ASCII letters, digits and dashes only, so no prompt can name a path."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len].rstrip("-")
+    if not slug or slug in _RESERVED:
+        slug = f"run-{slug}" if slug else "untitled"
+    return slug
+
+
+def unique_dir(parent: Path, name: str) -> Path:
+    """parent/name, or parent/name-2, -3 ... if taken: an earlier run is never overwritten."""
+    name = slugify(name, 80)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for k in range(1, 10_000):
+            path = parent / (name if k == 1 else f"{name}-{k}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise OutputError(f"cannot create an output folder in {parent} ({e.strerror}); choose another with --out") \
+            from None
+    raise OutputError(f"too many runs named {name} in {parent}; choose another --out or name")
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """[3, H, W] in [0, 1] -> PIL image."""
+    array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+def to_array(image: torch.Tensor) -> np.ndarray:
+    return np.asarray(to_pil(image))
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: Optional[str] = None) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it to `path` only if the block completes."""
+    suffix = suffix if suffix is not None else path.suffix
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def save_png(image: torch.Tensor | Image.Image, path: Path, metadata: dict, overwrite: bool = False) -> Path:
+    """Write a PNG whose text chunks carry `metadata` (prompt, seed, config, version ...)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists; vqclip does not overwrite outputs")
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        if value is not None:
+            info.add_itxt(key, str(value))
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                pil.save(f, format="PNG", pnginfo=info)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or choose another --out") \
+            from None
+    return path
+
+
+def read_png_metadata(path: str | os.PathLike) -> dict:
+    """The text chunks of a PNG written by vqclip."""
+    with Image.open(path) as im:
+        im.load()
+        return {str(k): str(v) for k, v in (getattr(im, "text", {}) or {}).items()}
+
+
+class VideoWriter:
+    """Streams frames into an mp4 (and optionally a gif) through imageio-ffmpeg's bundled ffmpeg."""
+
+    def __init__(self, path: Path, fps: int = 10, gif: bool = False):
+        import imageio.v2 as imageio
+
+        self.path, self.fps = Path(path), fps
+        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.mp4")
+        # macro_block_size=8 keeps odd sizes encodable; libx264 yuv420p plays everywhere
+        self._mp4 = imageio.get_writer(self._tmp, fps=fps, codec="libx264", quality=8, macro_block_size=8,
+                                       pixelformat="yuv420p", ffmpeg_log_level="error")
+        self._gif_path = self.path.with_suffix(".gif") if gif else None
+        self._gif_frames: list[np.ndarray] = []
+        self.frames = 0
+
+    def add(self, image: torch.Tensor | np.ndarray) -> None:
+        frame = image if isinstance(image, np.ndarray) else to_array(image)
+        self._mp4.append_data(frame)
+        if self._gif_path is not None:
+            self._gif_frames.append(frame)
+        self.frames += 1
+
+    def close(self) -> list[Path]:
+        """Finish the files and move them to their final names; returns the paths written."""
+        self._mp4.close()
+        written = []
+        if self.frames:
+            os.replace(self._tmp, self.path)
+            written.append(self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+        if self._gif_path is not None and self._gif_frames:
+            from PIL import Image as _Image
+
+            frames = [_Image.fromarray(f) for f in self._gif_frames]
+            with atomic_path(self._gif_path) as tmp:
+                frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                               duration=int(1000 / self.fps), loop=0)
+            written.append(self._gif_path)
+        return written
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._mp4.close()
+        self._tmp.unlink(missing_ok=True)
