@@ -136,3 +136,18 @@ def test_bad_input_is_one_line_and_no_traceback(tiny_args, args, code, fragment)
     assert result.exit_code == code, result.output
     assert fragment in result.stderr
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_straight_through_gradient_reaches_z_through_decoder_and_clip(tiny_models):
+    from vqclip.models import load_clip, load_vqgan
+    from vqclip.optimize import Guide, LoopSettings, score, synth
+    from vqclip.pipeline import embed_prompts
+    from vqclip.prompts import parse_prompts
+
+    vqgan = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])
+    clip = load_clip(tiny_models["clip"])
+    z = torch.randn(1, 32, 16, 16, requires_grad=True)
+    guide = Guide(clip, [embed_prompts(clip, parse_prompts("a red circle"))])
+    loss = score(synth(vqgan, z), [guide], LoopSettings(steps=1, cutn=2), [torch.Generator().manual_seed(0)])
+    loss.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
