@@ -8,7 +8,7 @@ each prompt with the spherical distance, step the optimiser, clamp z to the code
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -86,8 +86,12 @@ def score(image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings,
 
 
 def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSettings,
-             generators: Sequence[torch.Generator], z_orig: Optional[torch.Tensor] = None) -> Iterator[Step]:
-    """Yield Step(i) for i in 0..steps-1 (the image scored at step i), then a final Step of the result."""
+             generators: Sequence[torch.Generator], z_orig: Optional[torch.Tensor] = None,
+             schedule: Optional[Mapping[int, Sequence[Guide]]] = None) -> Iterator[Step]:
+    """Yield Step(i) for i in 0..steps-1 (the image scored at step i), then a final Step of the result.
+
+    `schedule` maps a step to the guides that take over from it (story mode: the prompts change mid-run).
+    """
     z = z.detach().clone().requires_grad_(True)
     z_orig = z.detach().clone() if z_orig is None else z_orig
     opt = OPTIMIZERS[s.optimizer]([z], s.lr, s.weight_decay)
@@ -95,6 +99,7 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
     z_min = book.min(dim=0).values.view(1, -1, 1, 1)
     z_max = book.max(dim=0).values.view(1, -1, 1, 1)
     for i in range(s.steps):
+        guides = schedule.get(i, guides) if schedule else guides
         opt.zero_grad(set_to_none=True)
         image = synth(vqgan, z)
         loss = score(image, guides, s, generators)
