@@ -48,3 +48,7 @@ class DeviceError(UsageError):
 
 class OutputError(VQClipError):
     """An output that could not be written (permissions, disk full)."""
+
+
+class DownloadError(VQClipError):
+    """A model file that could not be fetched from any of its sources, or whose checksum did not match."""
