@@ -10,7 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -62,6 +62,8 @@ class Config:
     steps: int = 300
     seed: Optional[int] = None  # None draws one; the drawn seed is recorded in every output
     device: str = "auto"  # auto picks cuda, then mps, then cpu
+    story_every: int = 0  # story mode: a prompt "a^b^c" switches every N steps; 0 splits the steps evenly
+    keyframes: Dict[int, str] = field(default_factory=dict)  # story mode: step -> prompts from that step on
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     cutouts: CutoutConfig = field(default_factory=CutoutConfig)
@@ -175,6 +177,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must be positive, got {value}")
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
+    if cfg.story_every < 0:
+        raise ConfigError(f"story_every must be 0 (split the steps evenly) or positive, got {cfg.story_every}")
     if cfg.cutouts.cut_pow <= 0:
         raise ConfigError(f"cutouts.cut_pow must be positive, got {cfg.cutouts.cut_pow}")
     if cfg.optim.name not in OPTIMIZERS:

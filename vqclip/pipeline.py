@@ -7,7 +7,8 @@ a model load. This module writes no files; `vqclip.session` does that.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -15,10 +16,11 @@ import torch
 
 from .config import Config
 from .errors import ConfigError, DeviceError, ImageError
-from .models import VQGAN, Perceptor, VQGANSpec, load_clip, load_vqgan, read_vqgan_yaml
+from .models import VQGAN, Perceptor, VQGANSpec, check_clip, load_clip, load_vqgan, read_vqgan_yaml
 from .optimize import Guide, LoopSettings, Step, optimize, random_latent
 from .prompts import Prompt, PromptLoss, parse_prompts, split_path_weight
 from .registry import checkpoints_dir, resolve_clip, resolve_vqgan
+from .story import segments
 
 log = logging.getLogger("vqclip")
 
@@ -51,13 +53,17 @@ class Plan:
     image_prompts: list[tuple[Path, float]]
     width: int
     height: int
+    story: list[tuple[int, list[Prompt]]] = field(default_factory=list)  # later prompts by start step
 
 
 def check(cfg: Config, need_prompt: bool = True) -> Plan:
     """Validate everything that needs no model weights; adjust the size to the VQGAN's factor with a notice."""
     config, ckpt, name = resolve_vqgan(cfg.model.vqgan, cfg.model.vqgan_ckpt, cfg.model.checkpoints_dir)
     spec = read_vqgan_yaml(config)
-    prompts = parse_prompts(cfg.prompt) if (cfg.prompt.strip() or need_prompt and not cfg.image_prompts) else []
+    schedule = segments(cfg) or [(0, "")]
+    first = schedule[0][1]
+    prompts = parse_prompts(first) if (first.strip() or need_prompt and not cfg.image_prompts) else []
+    story = [(step, parse_prompts(text)) for step, text in schedule[1:]]
     images = []
     for item in cfg.image_prompts:
         path, weight = split_path_weight(item)
@@ -66,10 +72,16 @@ def check(cfg: Config, need_prompt: bool = True) -> Plan:
     if cfg.init_image:
         _check_image(cfg.init_image, "init image")
     width, height = _fit_size(cfg.width, cfg.height, spec.factor)
-    return Plan(config, ckpt, name, spec, [resolve_clip(c) for c in cfg.model.clip], prompts, images, width, height)
+    for clip_spec in cfg.model.clip:  # an unknown CLIP name must not cost a VQGAN load
+        check_clip(resolve_clip(clip_spec))
+    return Plan(config, ckpt, name, spec, [resolve_clip(c) for c in cfg.model.clip], prompts, images, width, height,
+                story)
 
 
 def _fit_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    if width < factor or height < factor:
+        raise ConfigError(f"size {width}x{height} is smaller than one VQGAN token ({factor} px); "
+                          f"use at least --size {factor} {factor}")
     w, h = max(factor, width // factor * factor), max(factor, height // factor * factor)
     if (w, h) != (width, height):
         log.warning(f"size {width}x{height} is not a multiple of the VQGAN's factor {factor}; using {w}x{h}")
@@ -77,11 +89,28 @@ def _fit_size(width: int, height: int, factor: int) -> tuple[int, int]:
 
 
 def _check_image(path: str | Path, what: str) -> None:
-    if str(path).startswith(("http://", "https://")):
-        raise ImageError(f"{what} {path} is a URL; download it and pass the local file")
+    """A local, regular, decodable image file: URLs are never fetched, and a bad file fails before models load."""
+    from PIL import Image
+
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)):
+        raise ImageError(f"{what} {path} is a URL; vqclip does not fetch URLs, download it and pass the local file")
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ImageError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise ImageError(f"{what} {p} is not a regular file; give a PNG, JPEG or WebP file")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{what} {p} is empty (0 bytes); give a PNG, JPEG or WebP file")
+    try:
+        with Image.open(p) as im:
+            im.load()  # decode it all: a truncated or corrupt file fails here, not after the models load
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read {what} {p} ({_first_line(e)}); give a PNG, JPEG or WebP file") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
@@ -95,7 +124,7 @@ def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torc
                 im = im.resize(size, Image.LANCZOS)
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
             return data.view(im.height, im.width, 3).permute(2, 0, 1).float().div(255).unsqueeze(0)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image {path} ({e}); give a PNG, JPEG or WebP file") from None
 
 
@@ -138,19 +167,28 @@ def settings(cfg: Config) -> LoopSettings:
                         augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight)
 
 
+def make_guides(plan: Plan, models: Models, prompts: Sequence[Sequence[Prompt]]) -> list[Guide]:
+    """One Guide per CLIP model, scoring image b against prompts[b] and the plan's image prompts."""
+    return [Guide(p, [embed_prompts(p, ps, plan.image_prompts) for ps in prompts]) for p in models.perceptors]
+
+
 def generate_batch(cfg: Config, plan: Plan, models: Models, device: torch.device,
                    prompts: Sequence[Sequence[Prompt]], seeds: Sequence[int]) -> Iterator[Step]:
-    """Optimise len(seeds) images together, image b for prompts[b] from seed seeds[b]."""
+    """Optimise len(seeds) images together, image b for prompts[b] from seed seeds[b].
+
+    A story in the plan switches every image to the story's later prompts at their steps.
+    """
     if len(prompts) != len(seeds):
         raise ConfigError("one seed per image is needed")
     generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-    guides = [Guide(p, [embed_prompts(p, ps, plan.image_prompts) for ps in prompts]) for p in models.perceptors]
+    guides = make_guides(plan, models, prompts)
+    schedule = {step: make_guides(plan, models, [ps] * len(seeds)) for step, ps in plan.story}
     if cfg.init_image:
         image = load_image(cfg.init_image, (plan.width, plan.height)).to(device)
         z = models.vqgan.encode(image * 2 - 1).expand(len(seeds), -1, -1, -1).contiguous()
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
-    yield from optimize(models.vqgan, guides, z, settings(cfg), generators)
+    yield from optimize(models.vqgan, guides, z, settings(cfg), generators, schedule=schedule)
 
 
 def generate(cfg: Config, models: Optional[Models] = None, device: Optional[torch.device] = None) -> Iterator[Step]:

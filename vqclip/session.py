@@ -6,6 +6,7 @@ saves the current image marked as interrupted before it propagates.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import __version__
+from . import __version__, story
 from .config import Config, to_yaml, with_seed
 from .optimize import Step
 from .outputs import VideoWriter, save_png, slugify, unique_dir
@@ -41,9 +42,13 @@ class Interrupted(Exception):
 
 def metadata(cfg: Config, plan: Plan, step: int, status: str, loss: Optional[float]) -> dict:
     """Provenance of every PNG: enough to reproduce the run from the image alone (`--from`)."""
-    return {"prompt": cfg.prompt, "seed": cfg.seed, "config": to_yaml(cfg), "vqgan": plan.vqgan_name,
+    meta = {"prompt": cfg.prompt, "seed": cfg.seed, "config": to_yaml(cfg), "vqgan": plan.vqgan_name,
             "clip": ",".join(cfg.model.clip), "vqclip_version": __version__, "step": step, "steps": cfg.steps,
             "status": status, "loss": None if loss is None else f"{loss:.6f}", "Software": f"vqclip {__version__}"}
+    if plan.story:  # story mode: the whole schedule, and the prompt this image was scored against
+        schedule = story.segments(cfg)
+        meta.update(story=json.dumps(schedule), active_prompt=story.prompt_at(schedule, step))
+    return meta
 
 
 def run_name(cfg: Config) -> str:

@@ -48,6 +48,7 @@ def generate(
     clip: Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/path] or local-dir:DIR; repeatable.")] = None,
     size: Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.")] = None,
+    story_every: Annotated[Optional[int], typer.Option(help='Story mode: "a^b^c" switches prompt every N steps.')] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (drawn and recorded when not given).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.")] = None,
@@ -76,6 +77,7 @@ def generate(
     options = {
         "model.vqgan": vqgan, "model.vqgan_ckpt": vqgan_ckpt, "model.clip": clip or None,
         "width": size[0] if size else None, "height": size[1] if size else None, "steps": steps, "seed": seed,
+        "story_every": story_every,
         "optim.lr": lr, "optim.name": optimizer, "cutouts.cutn": cutn, "cutouts.cut_pow": cut_pow,
         "cutouts.augments": parse_list(augments), "init_image": init_image, "init_weight": init_weight,
         "image_prompts": image_prompt or None, "output.dir": out, "output.name": name,

@@ -1,0 +1,67 @@
+"""Story mode: the prompt schedule switches the loop's targets at the right steps, recorded in the PNGs."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vqclip.cli import app
+from vqclip.config import resolve
+from vqclip.errors import ConfigError, PromptError
+from vqclip.outputs import read_png_metadata
+from vqclip.pipeline import generate
+from vqclip.story import prompt_at, segments
+
+
+def cfg_for(tiny_models, prompt, **extra):
+    options = {"prompt": prompt, "seed": 5, "steps": 6, "width": 32, "height": 32, "device": "cpu",
+               "model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "cutouts.cutn": 2, **extra}
+    return resolve(options=options)
+
+
+def test_schedule_forms():
+    assert segments(resolve(options={"prompt": "a seed^a sapling^a great oak", "steps": 10})) == \
+        [(0, "a seed"), (3, "a sapling"), (6, "a great oak")]
+    assert segments(resolve(options={"prompt": "a^b", "steps": 10, "story_every": 4})) == [(0, "a"), (4, "b")]
+    keyed = resolve(options={"prompt": "a", "steps": 10, "keyframes": {7: "c", 2: "b:2|x:-1"}})
+    assert segments(keyed) == [(0, "a"), (2, "b:2|x:-1"), (7, "c")]
+    assert [prompt_at(segments(keyed), s) for s in (0, 1, 2, 6, 7, 10)] == ["a", "a", "b:2|x:-1", "b:2|x:-1", "c", "c"]
+    assert segments(resolve(options={"prompt": "plain", "steps": 10})) == [(0, "plain")]
+    with pytest.raises(PromptError, match="empty part"):
+        segments(resolve(options={"prompt": "a^^b"}))
+    with pytest.raises(ConfigError, match="starts at step 20"):
+        segments(resolve(options={"prompt": "a^b", "steps": 10, "story_every": 20}))
+    with pytest.raises(ConfigError, match="step 0"):
+        segments(resolve(options={"keyframes": {3: "b"}}))
+
+
+def test_story_switches_prompt_at_the_right_step(tiny_models):
+    plain = list(generate(cfg_for(tiny_models, "a red circle")))
+    story = list(generate(cfg_for(tiny_models, "a red circle^a blue square", story_every=3)))
+    same = list(generate(cfg_for(tiny_models, "a red circle^a red circle", story_every=3)))
+    # steps 0-2: the same images scored against the same prompt
+    for k in range(3):
+        assert torch.equal(story[k].image, plain[k].image) and torch.equal(story[k].loss, plain[k].loss)
+    # step 3: the image three updates made under "a red circle", now scored against "a blue square"
+    assert torch.equal(story[3].image, plain[3].image)
+    assert not torch.allclose(story[3].loss, plain[3].loss)
+    # from then on the updates follow the new prompt (the decoded image moves only when a code flips)
+    assert not torch.equal(story[-1].extras["z"], plain[-1].extras["z"])
+    # switching to the same prompt changes nothing: the schedule itself does not perturb the run
+    assert all(torch.equal(a.image, b.image) and torch.equal(a.loss, b.loss) for a, b in zip(same, plain))
+
+
+def test_story_recorded_in_png_and_keyframes_from_yaml(tiny_args, tmp_path):
+    preset = tmp_path / "story.yaml"
+    preset.write_text("keyframes:\n  2: a sapling\n  4: a great oak\n")
+    result = CliRunner().invoke(app, ["generate", "a seed", *tiny_args, "--steps", "6", "--save-every", "1",
+                                      "--preset", str(preset), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    final = result.stdout.strip().splitlines()[-1]
+    meta = read_png_metadata(final)
+    assert json.loads(meta["story"]) == [[0, "a seed"], [2, "a sapling"], [4, "a great oak"]]
+    assert meta["active_prompt"] == "a great oak"
+    frames = sorted((tmp_path / "out").glob("*/frames/*.png"))
+    assert [read_png_metadata(f)["active_prompt"] for f in frames] == \
+        ["a seed", "a seed", "a sapling", "a sapling", "a great oak", "a great oak"]
