@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, ModelFilesMissing, UsageError
+from .errors import CheckpointError, ConfigError, DownloadError, ModelFilesMissing, UsageError
 from .ops import nearest_codes, vector_quantize
 
 # ---------------------------------------------------------------------------------------------------------
@@ -102,6 +103,8 @@ def read_vqgan_yaml(path: str | os.PathLike) -> VQGANSpec:
     try:
         cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         model = cfg["model"]
+        if "first_stage_config" in model["params"]:  # a whole Net2NetTransformer: its first stage is the VQGAN
+            model = model["params"]["first_stage_config"]
         params = model["params"]
         ddconfig = dict(params["ddconfig"])
         spec = VQGANSpec(ddconfig=ddconfig, n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]),
@@ -172,6 +175,14 @@ class VQGAN(nn.Module):
 
 # keys of a taming checkpoint that generation never uses
 _IGNORED_PREFIXES = ("loss.",)
+_FIRST_STAGE = "first_stage_model."  # transformer checkpoints keep the VQGAN under this prefix
+
+
+def _vqgan_part(state_dict: dict) -> dict:
+    """The VQGAN's own keys; a transformer checkpoint's first stage with its prefix taken off."""
+    if any(k.startswith(_FIRST_STAGE) for k in state_dict):
+        return {k[len(_FIRST_STAGE):]: v for k, v in state_dict.items() if k.startswith(_FIRST_STAGE)}
+    return state_dict
 
 
 def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = "VQGAN") -> VQGAN:
@@ -179,7 +190,7 @@ def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = 
     model = VQGAN(spec)
     if state_dict is None:
         return model
-    state = {k: v for k, v in state_dict.items() if not k.startswith(_IGNORED_PREFIXES)}
+    state = {k: v for k, v in _vqgan_part(state_dict).items() if not k.startswith(_IGNORED_PREFIXES)}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -277,10 +288,16 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     return ClipSpec(name, rest)
 
 
+def _offline() -> bool:
+    return os.environ.get("VQCLIP_OFFLINE", "") not in ("", "0")
+
+
 def _open_clip():
-    if os.environ.get("VQCLIP_OFFLINE", "") not in ("", "0"):
+    if _offline():
         # must be set before huggingface_hub is first imported, or it retries the network for ~47 s
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if "huggingface_hub" in sys.modules:  # imported already: it read the variable then, so tell it now
+            sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
     import open_clip
 
     return open_clip
@@ -316,15 +333,50 @@ def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_di
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device="cpu", cache_dir=cache_dir, load_weights=not cs.random)
     except (RuntimeError, FileNotFoundError, OSError) as e:
+        why = "offline mode forbids downloading them" if _offline() else _first_line(e)
         raise ModelFilesMissing(
-            f"CLIP weights for {cs} are not available ({_first_line(e)}); run `vqclip models download "
-            f"clip:{cs}` on a machine with internet, or pass --clip {name}:/path/to/weights") from None
+            f"CLIP weights for {cs} are not in {cache_dir or 'the default cache'} ({why}); provide "
+            f"{clip_weights_source(open_clip, name, pretrained)}: run `vqclip models download clip:{cs}` on a "
+            f"machine with internet, or pass --clip {name}:/path/to/that/file") from None
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"CLIP {cs} could not be built from its files ({_first_line(e)})") from None
     mean, std = _preprocess_mean_std(model, preprocess)
     tokenizer = open_clip.get_tokenizer(name)
     perceptor = Perceptor(model, tokenizer, mean, std, str(cs))
     return perceptor.eval().requires_grad_(False).to(device)
+
+
+def clip_weights_source(open_clip, name: str, tag: Optional[str]) -> str:
+    """The file open_clip fetches for name:tag, and where from (for messages that say what to provide)."""
+    cfg = open_clip.get_pretrained_cfg(name, tag) if tag and not _looks_like_path(tag) else {}
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        return f"{filename or 'open_clip_pytorch_model.bin'} from https://huggingface.co/{repo}"
+    return cfg.get("url") or f"the weights file of {name}"
+
+
+def download_clip(spec: str | ClipSpec, cache_dir: Optional[str] = None) -> Path:
+    """Fetch an open_clip NAME:TAG into cache_dir through open_clip's own download (its sources and checks)."""
+    cs = parse_clip_spec(spec) if isinstance(spec, str) else spec
+    if cs.random or not cs.pretrained or _looks_like_path(cs.pretrained) or cs.model.startswith(("local-dir:",)):
+        raise UsageError(f"{cs} names no weights to download; use NAME:TAG, e.g. ViT-B-32-quickgelu:openai")
+    if _offline():
+        raise ModelFilesMissing(f"offline mode forbids downloading CLIP {cs}; unset VQCLIP_OFFLINE/--offline")
+    open_clip = _open_clip()
+    if cs.model not in open_clip.list_models():
+        from .errors import UnknownNameError
+
+        raise UnknownNameError("CLIP model", cs.model, open_clip.list_models())
+    tags = open_clip.list_pretrained_tags_by_model(cs.model)
+    if cs.pretrained not in tags:
+        from .errors import UnknownNameError
+
+        raise UnknownNameError(f"pretrained tag for {cs.model}", cs.pretrained, tags)
+    try:
+        path = open_clip.download_pretrained(open_clip.get_pretrained_cfg(cs.model, cs.pretrained), cache_dir=cache_dir)
+    except (RuntimeError, FileNotFoundError, OSError) as e:
+        raise DownloadError(f"could not download CLIP {cs} ({_first_line(e)}); try again later") from None
+    return Path(path)
 
 
 def _preprocess_mean_std(model, preprocess):
