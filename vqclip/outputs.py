@@ -7,6 +7,7 @@ Ctrl-C or a full disk never leaves a half-written file under a final name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import unicodedata
@@ -147,3 +148,61 @@ class VideoWriter:
         with contextlib.suppress(Exception):
             self._mp4.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one JSON line and fsync it, so a crash loses at most the line being written.
+
+    A torn tail left by an earlier crash (bytes after the last newline) is cut off first, so it can never
+    glue itself to this line. Only the process that owns the file appends to it.
+    """
+    path = Path(path)
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        with open(path, "a+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    f.seek(0)
+                    f.truncate(f.read().rfind(b"\n") + 1)
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise OutputError(f"cannot append to {path} ({e.strerror or e}); free some space or choose another --out") \
+            from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL file (none if it is missing); a torn last line from a crash is ignored."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    records = []
+    for k, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if k == len(lines) - 1:  # no newline after it: the append that a crash cut short
+                continue
+            raise OutputError(f"{path} line {k + 1} is not JSON; fix or delete that line and run again") from None
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """Replace a JSONL file atomically with `records`."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or choose another --out") \
+            from None
+    return path
