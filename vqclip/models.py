@@ -256,6 +256,12 @@ class Perceptor(nn.Module):
     def context_length(self) -> int:
         return int(getattr(self.model, "context_length", 77))
 
+    @property
+    def logit_scale(self) -> float:
+        """The learned temperature CLIP multiplies cosine similarities by before a softmax (100 for OpenAI's)."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.exp()) if scale is not None else 100.0
+
 
 @dataclass(frozen=True)
 class ClipSpec:

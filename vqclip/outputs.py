@@ -96,6 +96,19 @@ def save_png(image: torch.Tensor | Image.Image, path: Path, metadata: dict, over
     return path
 
 
+def save_tensors(data: dict, path: Path) -> Path:
+    """torch.save a dict of tensors and plain values (a cache), atomically, creating its folder."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or check its permissions") \
+            from None
+    return path
+
+
 def read_png_metadata(path: str | os.PathLike) -> dict:
     """The text chunks of a PNG written by vqclip."""
     with Image.open(path) as im:

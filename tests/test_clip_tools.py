@@ -1,0 +1,243 @@
+"""score, rank and classify on a tiny random CLIP, through the same loader and CLI users hit."""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from tiny import write_clip
+from vqclip import clip_tools, toy
+from vqclip.cli import app
+from vqclip.models import Perceptor, load_clip
+
+runner = CliRunner()
+LINE = re.compile(r"^(-?\d+\.\d{4})  (.+)$")
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    lines = result.stdout.strip().splitlines()
+    return result, [(float(m[1]), m[2]) for m in map(LINE.match, lines) if m], lines
+
+
+def write_toy(folder: Path, items, seed=0, size=48) -> list[Path]:
+    """Rendered toy images (colour, shape) saved as PNGs named after their caption."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (colour, shape) in enumerate(items):
+        path = folder / f"{i:02d}-{colour}-{shape}.png"
+        Image.fromarray(toy.render(colour, shape, rng, size)).save(path)
+        paths.append(path)
+    return paths
+
+
+ITEMS = [("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "circle")]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    folder = tmp_path / "images"
+    write_toy(folder, ITEMS)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def perceptor(tiny_models):
+    return load_clip(tiny_models["clip"])
+
+
+@pytest.fixture
+def encode_calls(monkeypatch):
+    """Counts images through Perceptor.encode_image (the real method still runs)."""
+    calls = []
+    real = Perceptor.encode_image
+
+    def counting(self, images):
+        calls.append(len(images))
+        return real(self, images)
+
+    monkeypatch.setattr(Perceptor, "encode_image", counting)
+    return calls
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the library
+
+
+def test_clip_view_matches_open_clip_preprocessing(tiny_models, perceptor, tmp_path):
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(tiny_models["clip"])
+    rng = np.random.default_rng(1)
+    path = tmp_path / "wide.png"  # not square: the resize and centre crop matter
+    Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save(path)
+    ours = clip_tools.clip_view(path, perceptor.input_size)
+    theirs = preprocess(Image.open(path))[None] * perceptor.std + perceptor.mean  # undo their Normalize
+    assert ours.shape == theirs.shape == (1, 3, 32, 32)
+    assert (ours - theirs).abs().mean() < 0.02
+    with torch.no_grad():
+        a = torch.nn.functional.normalize(perceptor.encode_image(ours), dim=-1)
+        b = torch.nn.functional.normalize(model.eval().encode_image(preprocess(Image.open(path))[None]), dim=-1)
+    assert float((a * b).sum()) > 0.99
+
+
+def test_score_is_cosine_of_unit_embeddings(perceptor, folder):
+    paths = sorted(folder.glob("*.png"))
+    scores = clip_tools.score(perceptor, paths, "a red circle")
+    with torch.no_grad():
+        images = torch.cat([clip_tools.clip_view(p, 32) for p in paths])
+        img = perceptor.encode_image(images)
+    txt = perceptor.encode_text(["a red circle"])
+    expected = torch.nn.functional.cosine_similarity(img, txt)
+    assert torch.allclose(torch.tensor(scores), expected, atol=1e-5)
+
+
+def test_classify_is_softmax_of_scaled_cosines(perceptor, folder):
+    image = sorted(folder.glob("*.png"))[0]
+    labels = ["red circle", "blue square", "green triangle"]
+    preds = clip_tools.classify(perceptor, image, labels, templates=["a {}"])
+    assert sorted(p.label for p in preds) == sorted(labels)
+    probs = [p.probability for p in preds]
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-5
+    cos = torch.tensor(clip_tools.score(perceptor, [image], "a red circle")
+                       + clip_tools.score(perceptor, [image], "a blue square")
+                       + clip_tools.score(perceptor, [image], "a green triangle"))
+    expected = (perceptor.logit_scale * cos).softmax(0)
+    assert perceptor.logit_scale != 1.0
+    assert {p.label: round(p.probability, 5) for p in preds} == \
+        {lb: round(float(e), 5) for lb, e in zip(labels, expected)}
+
+
+def test_label_embeddings_average_the_templates(perceptor):
+    templates = ["a {}", "a photo of a {}."]
+    got = clip_tools.label_embeddings(perceptor, ["cat"], templates)[0]
+    each = clip_tools.embed_texts(perceptor, ["a cat", "a photo of a cat."])
+    assert torch.allclose(got, torch.nn.functional.normalize(each.mean(0), dim=0), atol=1e-6)
+    assert abs(float(got.norm()) - 1) < 1e-5
+
+
+def test_rank_skips_unreadable_images_with_a_notice(perceptor, folder):
+    (folder / "broken.png").write_text("not a png")
+    result = clip_tools.rank(perceptor, folder, "a red circle")
+    assert [p.name for p in result.skipped] == ["broken.png"]
+    assert sorted(p.name for p, _ in result.ranked) == sorted(p.name for p in folder.glob("0*.png"))
+
+
+def test_cache_misses_when_the_model_changes(tmp_path, folder, encode_calls):
+    first = load_clip(f"local-dir:{write_clip(tmp_path / 'clip_a', seed=1)}")
+    second = load_clip(f"local-dir:{write_clip(tmp_path / 'clip_b', seed=2)}")
+    assert clip_tools.rank(first, folder, "x").computed == 4
+    assert clip_tools.rank(second, folder, "x").computed == 4
+    assert clip_tools.rank(first, folder, "x").cached == 4
+    assert sum(encode_calls) == 8
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the commands
+
+
+def test_score_prints_one_line_per_image_in_order(tiny_models, folder, perceptor):
+    paths = [folder / "01-blue-square.png", folder / "00-red-circle.png"]
+    result, rows, lines = invoke("score", *paths, "--prompt", "a red circle", "--clip", tiny_models["clip"])
+    assert result.exit_code == 0, result.output
+    assert len(lines) == 2 and [p for _, p in rows] == [str(p) for p in paths]
+    expected = clip_tools.score(perceptor, paths, "a red circle")
+    assert [s for s, _ in rows] == pytest.approx(expected, abs=1e-4)
+
+
+def test_rank_prints_best_first_and_top_k(tiny_models, folder):
+    result, rows, lines = invoke("rank", folder, "a red circle", "--clip", tiny_models["clip"])
+    assert result.exit_code == 0, result.output
+    assert len(lines) == len(rows) == 4  # notes.txt is not an image
+    scores = [s for s, _ in rows]
+    assert scores == sorted(scores, reverse=True)
+    _, top, lines = invoke("rank", folder, "a red circle", "--top", "2", "--clip", tiny_models["clip"])
+    assert top == rows[:2] and len(lines) == 2
+
+
+def test_second_query_reuses_cached_embeddings(tiny_models, folder, encode_calls):
+    clip = tiny_models["clip"]
+    result, first, _ = invoke("rank", folder, "a red circle", "--clip", clip)
+    assert result.exit_code == 0, result.output
+    assert sum(encode_calls) == 4 and "embedded 4 image(s), 0 from the cache" in result.stderr
+    encode_calls.clear()
+    result, second, _ = invoke("rank", folder, "a blue square", "--clip", clip)
+    assert encode_calls == [] and "embedded 0 image(s), 4 from the cache" in result.stderr
+    _, uncached, _ = invoke("rank", folder, "a blue square", "--clip", clip, "--no-cache")
+    assert sum(encode_calls) == 4 and second == uncached  # the cache changes nothing but the time
+    assert list(Path(os.environ["VQCLIP_CHECKPOINTS"], "cache", "embeddings").glob("*.pt"))
+    assert not [p for p in folder.iterdir() if p.suffix not in (".png", ".txt")]  # nothing written there
+
+    # a changed file (new size and mtime) is embedded again; the others still come from the cache
+    encode_calls.clear()
+    Image.fromarray(toy.render("blue", "square", np.random.default_rng(5), 40)).save(folder / "01-blue-square.png")
+    result, _, _ = invoke("rank", folder, "a blue square", "--clip", clip)
+    assert encode_calls == [1] and "embedded 1 image(s), 3 from the cache" in result.stderr
+
+
+def test_broken_cache_file_is_recomputed(tiny_models, folder, encode_calls):
+    invoke("rank", folder, "x", "--clip", tiny_models["clip"])
+    for f in Path(os.environ["VQCLIP_CHECKPOINTS"], "cache", "embeddings").glob("*.pt"):
+        f.write_bytes(b"garbage")
+    encode_calls.clear()
+    result, rows, _ = invoke("rank", folder, "x", "--clip", tiny_models["clip"])
+    assert result.exit_code == 0 and len(rows) == 4 and sum(encode_calls) == 4
+
+
+def test_classify_prints_probabilities_best_first(tiny_models, folder):
+    result, rows, lines = invoke("classify", folder / "00-red-circle.png", "--labels", "red circle, blue square,cat",
+                                 "--clip", tiny_models["clip"])
+    assert result.exit_code == 0, result.output
+    assert len(lines) == 3 and sorted(lb for _, lb in rows) == ["blue square", "cat", "red circle"]
+    probs = [p for p, _ in rows]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-3)
+    _, one_template, _ = invoke("classify", folder / "00-red-circle.png", "--labels", "red circle,blue square",
+                                "--template", "a {}", "--clip", tiny_models["clip"])
+    assert len(one_template) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["score", "missing.png", "--prompt", "x"], "image missing.png does not exist"),
+    (["score", "{img}", "--prompt", "  "], "the prompt is empty"),
+    (["score", "{folder}/notes.txt", "--prompt", "x"], "cannot read image"),
+    (["classify", "{img}", "--labels", " , "], "give at least two labels"),
+    (["classify", "{img}", "--labels", "cat"], "give at least two labels"),
+    (["classify", "{img}", "--labels", "cat,dog,Cat"], "label 'Cat' is given twice"),
+    (["classify", "{img}", "--labels", "cat,dog", "--template", "a photo"], "needs exactly one {}"),
+    (["classify", "missing.png", "--labels", "cat,dog"], "image missing.png does not exist"),
+    (["rank", "nowhere", "x"], "folder nowhere does not exist"),
+    (["rank", "{empty}", "x"], "holds no images"),
+    (["rank", "{folder}", "x", "--top", "0"], "--top must be at least 1"),
+    (["rank", "{folder}", " "], "the query is empty"),
+])
+def test_bad_input_is_one_line_exit_2(tiny_models, folder, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    fill = {"img": folder / "00-red-circle.png", "folder": folder, "empty": tmp_path / "empty"}
+    result = runner.invoke(app, [a.format(**fill) for a in args] + ["--clip", tiny_models["clip"]])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
+def test_input_errors_come_before_the_model_loads(folder):
+    # a CLIP that does not exist: the image/label errors must win, so no model is ever loaded for them
+    for args in (["score", "missing.png", "--prompt", "x"], ["rank", "nowhere", "x"],
+                 ["classify", str(folder / "00-red-circle.png"), "--labels", "cat"]):
+        result = runner.invoke(app, args + ["--clip", "local-dir:/no/such/clip"])
+        assert result.exit_code == 2 and "clip" not in result.stderr.lower(), result.stderr
+
+
+def test_default_clip_is_generates_and_toy_is_an_alias():
+    from vqclip.config import ModelConfig
+    from vqclip.registry import resolve_clip
+
+    assert clip_tools.default_clip() == ModelConfig().clip[0] == "ViT-B-32-quickgelu:openai"
+    assert resolve_clip("toy").startswith("local-dir:") and resolve_clip("toy").endswith("toy/clip")
