@@ -6,6 +6,7 @@ Resolution order (later wins): dataclass defaults <- presets <- a PNG's recorded
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -111,7 +112,23 @@ def _merge(base, other: Any, source: str):
         if "not in struct" in str(e) or "Key" in type(e).__name__ and "Missing" not in str(e):
             raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: "
                               f"{', '.join(_keys(OmegaConf.structured(Config)))}") from None
-        raise ConfigError(f"bad value for {key or 'config'} in {source}: {e.msg if hasattr(e, 'msg') else e}") from None
+        message = str(e.msg if hasattr(e, "msg") else e).strip().splitlines() or [type(e).__name__]
+        raise ConfigError(f"bad value for {key or 'config'} in {source}: {message[0]}") from None
+
+
+def _literal(data: Any, source: str):
+    """Parse user data (YAML text or a dict) into a node whose strings are taken literally.
+
+    "${...}" stays text: an interpolation could read environment variables, and a shared PNG's recorded
+    config would then copy them into the next run's outputs. Broken YAML or a non-mapping is a ConfigError.
+    """
+    try:
+        node = OmegaConf.create(data)
+    except Exception as e:  # noqa: BLE001 - yaml errors come in many types
+        raise ConfigError(f"{source} is not valid YAML ({str(e).strip().splitlines()[0]})") from None
+    if not OmegaConf.is_dict(node):
+        raise ConfigError(f"{source} must be a mapping of config keys, not a list or a value")
+    return OmegaConf.create(_escape(OmegaConf.to_container(node, resolve=False)))
 
 
 def parse_dotlist(items: Iterable[str]) -> list[str]:
@@ -135,20 +152,35 @@ def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, option
             raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
         cfg = _merge(cfg, data, f"preset {name!r}")
     if base_yaml is not None:
-        cfg = _merge(cfg, OmegaConf.create(base_yaml), "the recorded config")
+        cfg = _merge(cfg, _literal(base_yaml, "the recorded config"), "the recorded config")
     if options:
-        cfg = _merge(cfg, OmegaConf.create(_nest(options)), "the options")
+        cfg = _merge(cfg, _literal(_nest(options), "the options"), "the options")
     dotlist = parse_dotlist(overrides)
     if dotlist:
         try:
-            cfg = _merge(cfg, OmegaConf.from_dotlist(dotlist), "--set")
+            cfg = _merge(cfg, _literal(OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)), "--set"), "--set")
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"cannot parse --set {dotlist}: {e}") from None
-    config: Config = OmegaConf.to_object(cfg)
+    try:
+        config: Config = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        raise ConfigError(f"bad value for {key}: {str(e.msg if hasattr(e, 'msg') else e).splitlines()[0]}") from None
     validate(config)
     return config
+
+
+def _escape(value: Any) -> Any:
+    """Escape "${" in option strings so OmegaConf keeps them as text."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape(v) for v in value]
+    return value
 
 
 def _nest(flat: dict) -> dict:
@@ -175,6 +207,11 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be positive, got {value}")
+    floats = {"optim.lr": cfg.optim.lr, "optim.weight_decay": cfg.optim.weight_decay, "init_weight": cfg.init_weight,
+              "cutouts.cut_pow": cfg.cutouts.cut_pow}
+    for key, value in floats.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
     if cfg.story_every < 0:

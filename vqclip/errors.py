@@ -46,6 +46,10 @@ class DeviceError(UsageError):
     """A device that was asked for but is not available."""
 
 
+class OutOfMemory(VQClipError):
+    """A run that ran out of device memory; the message suggests a size that fits."""
+
+
 class OutputError(VQClipError):
     """An output that could not be written (permissions, disk full)."""
 

@@ -309,17 +309,21 @@ def _open_clip():
     return open_clip
 
 
-def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_dir: Optional[str] = None) -> Perceptor:
-    """Load a CLIP model through open_clip (its registry, tags and cache), frozen, with its mean/std."""
+def check_clip(spec: str | ClipSpec) -> tuple[ClipSpec, Optional[str]]:
+    """Check a CLIP spec without loading weights: a known name and tag, or files that exist.
+
+    Returns the parsed spec and the pretrained tag or file to load.
+    """
     cs = parse_clip_spec(spec) if isinstance(spec, str) else spec
-    open_clip = _open_clip()
     name = cs.model
     if name.startswith("local-dir:"):
         d = Path(name.split(":", 1)[1])
         if not (d / "open_clip_config.json").is_file():
             raise ModelFilesMissing(f"CLIP folder {d} has no open_clip_config.json; "
                                     f"it needs open_clip_config.json and the weights beside it")
-    elif name not in open_clip.list_models():
+        return cs, cs.pretrained
+    open_clip = _open_clip()
+    if name not in open_clip.list_models():
         from .errors import UnknownNameError
 
         raise UnknownNameError("CLIP model", name, open_clip.list_models())
@@ -335,6 +339,14 @@ def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_di
             from .errors import UnknownNameError
 
             raise UnknownNameError(f"pretrained tag for {name}", pretrained, tags)
+    return cs, pretrained
+
+
+def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_dir: Optional[str] = None) -> Perceptor:
+    """Load a CLIP model through open_clip (its registry, tags and cache), frozen, with its mean/std."""
+    cs, pretrained = check_clip(spec)
+    open_clip = _open_clip()
+    name = cs.model
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device="cpu", cache_dir=cache_dir, load_weights=not cs.random)

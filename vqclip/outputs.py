@@ -50,6 +50,18 @@ def unique_dir(parent: Path, name: str) -> Path:
     raise OutputError(f"too many runs named {name} in {parent}; choose another --out or name")
 
 
+def check_writable(folder: str | os.PathLike) -> None:
+    """Refuse up front an output folder that cannot be created or written to; writes nothing itself."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write outputs to {folder}: {existing} is a file, not a folder; "
+                          f"choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write outputs to {folder}: {existing} is not writable; choose another --out")
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """[3, H, W] in [0, 1] -> PIL image."""
     array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()

@@ -7,6 +7,7 @@ a model load. This module writes no files; `vqclip.session` does that.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -15,7 +16,7 @@ import torch
 
 from .config import Config
 from .errors import ConfigError, DeviceError, ImageError
-from .models import VQGAN, Perceptor, VQGANSpec, load_clip, load_vqgan, read_vqgan_yaml
+from .models import VQGAN, Perceptor, VQGANSpec, check_clip, load_clip, load_vqgan, read_vqgan_yaml
 from .optimize import Guide, LoopSettings, Step, optimize, random_latent
 from .prompts import Prompt, PromptLoss, parse_prompts, split_path_weight
 from .registry import checkpoints_dir, resolve_clip, resolve_vqgan
@@ -71,11 +72,16 @@ def check(cfg: Config, need_prompt: bool = True) -> Plan:
     if cfg.init_image:
         _check_image(cfg.init_image, "init image")
     width, height = _fit_size(cfg.width, cfg.height, spec.factor)
+    for clip_spec in cfg.model.clip:  # an unknown CLIP name must not cost a VQGAN load
+        check_clip(resolve_clip(clip_spec))
     return Plan(config, ckpt, name, spec, [resolve_clip(c) for c in cfg.model.clip], prompts, images, width, height,
                 story)
 
 
 def _fit_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    if width < factor or height < factor:
+        raise ConfigError(f"size {width}x{height} is smaller than one VQGAN token ({factor} px); "
+                          f"use at least --size {factor} {factor}")
     w, h = max(factor, width // factor * factor), max(factor, height // factor * factor)
     if (w, h) != (width, height):
         log.warning(f"size {width}x{height} is not a multiple of the VQGAN's factor {factor}; using {w}x{h}")
@@ -83,11 +89,28 @@ def _fit_size(width: int, height: int, factor: int) -> tuple[int, int]:
 
 
 def _check_image(path: str | Path, what: str) -> None:
-    if str(path).startswith(("http://", "https://")):
-        raise ImageError(f"{what} {path} is a URL; download it and pass the local file")
+    """A local, regular, decodable image file: URLs are never fetched, and a bad file fails before models load."""
+    from PIL import Image
+
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)):
+        raise ImageError(f"{what} {path} is a URL; vqclip does not fetch URLs, download it and pass the local file")
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ImageError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise ImageError(f"{what} {p} is not a regular file; give a PNG, JPEG or WebP file")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{what} {p} is empty (0 bytes); give a PNG, JPEG or WebP file")
+    try:
+        with Image.open(p) as im:
+            im.load()  # decode it all: a truncated or corrupt file fails here, not after the models load
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read {what} {p} ({_first_line(e)}); give a PNG, JPEG or WebP file") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
@@ -101,7 +124,7 @@ def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torc
                 im = im.resize(size, Image.LANCZOS)
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
             return data.view(im.height, im.width, 3).permute(2, 0, 1).float().div(255).unsqueeze(0)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image {path} ({e}); give a PNG, JPEG or WebP file") from None
 
 

@@ -36,6 +36,8 @@ def parse_prompt(spec: str) -> Prompt:
     text = ":".join(parts).strip()
     if not text:
         raise PromptError(f"prompt {spec!r} has no text; write it as 'text', 'text:weight' or 'text:weight:stop'")
+    if not all(math.isfinite(n) for n in numbers):
+        raise PromptError(f"prompt {spec!r} has a weight or stop too large to be a number; use e.g. 'text:1.5:0.8'")
     if numbers and numbers[0] == 0:
         raise PromptError(f"prompt {spec!r} has weight 0; use a positive weight, or a negative one to push away")
     return Prompt(text, *numbers)

@@ -11,7 +11,8 @@ from typing_extensions import Annotated
 
 from ..config import Config, resolve
 from ..errors import UsageError
-from ..outputs import read_png_metadata
+from ..memory import check_memory, oom_advice
+from ..outputs import check_writable, read_png_metadata
 from ..pipeline import check, load_models, pick_device
 from ..session import Interrupted, run
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, parse_list, set_offline, \
@@ -89,8 +90,11 @@ def generate(
     cfg = config_from_options(prompt, preset, from_, set_, options)
     plan = check(cfg)  # everything that can be wrong without a model is caught here
     dev = pick_device(cfg.device)
+    check_writable(cfg.output.dir)
+    check_memory(plan.vqgan_spec, plan.width, plan.height, dev)
     models = load_models(plan, dev, cfg.model.checkpoints_dir)
-    with StepBar(cfg.steps) as bar, sigterm_as_interrupt():
+    with oom_advice(plan.vqgan_spec, plan.width, plan.height, dev), StepBar(cfg.steps) as bar, \
+            sigterm_as_interrupt():
         try:
             result = run(cfg, models, dev, on_step=bar.update, plan=plan)
         except Interrupted as e:
