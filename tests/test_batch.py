@@ -1,0 +1,194 @@
+"""vqclip batch on tiny models: job files, manifest, resume after SIGKILL or Ctrl-C, batching, two gloo ranks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vqclip.batch import ModelCache, plan_jobs, read_manifest, run_batch
+from vqclip.cli import app
+from vqclip.config import resolve
+from vqclip.errors import ConfigError, OutputError
+from vqclip.jobs import read_jobs
+from vqclip.outputs import append_jsonl, read_jsonl, read_png_metadata
+
+runner = CliRunner()
+PROMPTS = "# three prompts\na red circle\n\na blue square  ## seed=3\n   # indented comment\na green #1 tree\n"
+
+
+def model_args(tiny_models, out):
+    return ["--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32", "--steps", "3",
+            "--cutn", "2", "--device", "cpu", "--out", str(out)]
+
+
+def test_job_file_forms(tmp_path):
+    text = tmp_path / "p.txt"
+    text.write_text(PROMPTS + "a red circle\nsmall  ## size=48x32 lr=0.05 cutouts.cut_pow=2 name=x\n")
+    jobs = read_jobs(text)
+    assert [j.prompt for j in jobs] == ["a red circle", "a blue square", "a green #1 tree", "a red circle", "small"]
+    assert jobs[1].options == {"seed": 3} and jobs[1].source == "p.txt:4"
+    assert jobs[4].options == {"width": 48, "height": 32, "optim.lr": 0.05, "cutouts.cut_pow": 2,
+                               "output.name": "x"}
+    assert jobs[0].id != jobs[3].id and jobs[3].id.startswith(jobs[0].id)  # a repeated prompt is a second job
+    assert read_jobs(text)[2].id == jobs[2].id  # ids are stable across reads
+    yml = tmp_path / "p.yaml"
+    yml.write_text("- a red circle\n- {prompt: a seed^a tree, seed: 4, optim: {lr: 0.2}}\n"
+                   "- {keyframes: {0: a seed, 2: a tree}, size: [48, 32]}\n")
+    y = read_jobs(yml)
+    assert y[1].options == {"seed": 4, "optim": {"lr": 0.2}} and y[1].prompt == "a seed^a tree"
+    assert y[2].options == {"keyframes": {0: "a seed", 2: "a tree"}, "width": 48, "height": 32}
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"prompt": "a", "steps": 5}\n\n"b"\n{"keyframes": {"0": "c", "3": "d"}}\n')
+    assert [(j.prompt, j.options) for j in read_jobs(jsonl)] == \
+        [("a", {"steps": 5}), ("b", {}), ("", {"keyframes": {0: "c", 3: "d"}})]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ok\nx  ## seed\n")
+    with pytest.raises(ConfigError, match="bad.txt:2"):
+        read_jobs(bad)
+
+
+def test_bad_line_fails_before_any_model_loads(tiny_models, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("fine\nalso fine  ## stepz=3\n")
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "p.txt:3" not in result.stderr and "p.txt:2" in result.stderr and "stepz" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_three_prompts_three_results_manifest_and_resume(tiny_models, tmp_path):
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text(PROMPTS)
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "10"])
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(out / "manifest.jsonl")
+    assert [r["prompt"] for r in records] == ["a red circle", "a blue square", "a green #1 tree"]
+    assert [r["seed"] for r in records] == [10, 3, 12] and {r["status"] for r in records} == {"done"}
+    assert result.stdout.split() == [str(out / r["image"]) for r in records]
+    for r in records:
+        meta = read_png_metadata(out / r["image"])
+        assert meta["prompt"] == r["prompt"] and meta["seed"] == str(r["seed"]) and meta["status"] == "complete"
+        assert r["loss"] == pytest.approx(float(meta["loss"]), abs=1e-5)
+    sheet = read_png_metadata(out / "contact_sheet.png")
+    assert [t["prompt"] for t in json.loads(sheet["prompts"])] == [r["prompt"] for r in records]
+    assert Image.open(out / "contact_sheet.png").size == (64, 64)  # 2x2 grid of 32 px tiles
+
+    again = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "10"])
+    assert again.exit_code == 0, again.output
+    assert "0 done, 3 already done before" in again.stderr
+    assert len(read_jsonl(out / "manifest.jsonl")) == 3 and len([p for p in out.iterdir() if p.is_dir()]) == 3
+
+
+def test_sigkill_after_first_prompt_then_resume(tiny_models, tmp_path):
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    # the later prompts run long enough that the kill surely lands while the second is in flight
+    prompts.write_text("first  ## steps=2\nsecond  ## steps=400\nthird  ## steps=3\n")
+    args = [sys.executable, "-m", "vqclip", "batch", str(prompts), *model_args(tiny_models, out), "--seed", "1",
+            "--save-every", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "manifest.jsonl").exists() or not (out / "manifest.jsonl").read_bytes().endswith(b"\n"):
+            assert proc.poll() is None and time.time() < deadline, "the batch ended before the first prompt did"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed = read_jsonl(out / "manifest.jsonl")
+    assert [r["prompt"] for r in killed] == ["first"]
+    first_png = out / killed[0]["image"]
+    first_bytes = first_png.read_bytes()
+    in_flight = next(out.glob("0002-*"))
+    assert not (in_flight / "final.png").exists()  # never a half-written final image
+    for png in in_flight.glob("frames/*.png"):
+        Image.open(png).load()  # every frame on disk is whole
+
+    prompts.write_text("first  ## steps=2\nsecond  ## steps=3\nthird  ## steps=3\n")  # finish the rest quickly
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(out / "manifest.jsonl")
+    assert [r["prompt"] for r in records] == ["first", "second", "third"]
+    assert first_png.read_bytes() == first_bytes and len(list(out.glob("0001-*"))) == 1  # the first was not redone
+
+
+def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
+                            "height": 32, "steps": 4, "cutouts.cutn": 2, "device": "cpu", "output.save_every": 0})
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    planned = plan_jobs(read_jobs(prompts), base, 5)
+    cache = ModelCache(__import__("torch").device("cpu"))
+    seen = []
+
+    def interrupt_in_second_group(step):
+        seen.append(step.i)
+        if len(seen) == 5 + 2:  # group one: steps 0-3 and the final; group two: interrupted at its step 1
+            raise KeyboardInterrupt
+
+    result = run_batch(planned, out, cache, 1, on_step=interrupt_in_second_group)
+    assert result.interrupted and [(r["prompt"], r["status"]) for r in result.records] == \
+        [("one", "done"), ("two", "interrupted")]
+    assert read_png_metadata(out / result.records[1]["image"])["status"] == "interrupted"
+    resumed = run_batch(planned, out, cache, 1)
+    assert [(r["prompt"], r["status"]) for r in resumed.records] == [("two", "done"), ("three", "done")]
+    assert resumed.skipped == 1
+
+
+def test_batch_of_two_equals_two_single_runs(tiny_models, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle  ## seed=11\na blue square  ## seed=22\n")
+    out = tmp_path / "batched"
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--steps", "5",
+                                 "--cutn", "4", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(out / "manifest.jsonl")
+    assert [r["batch"] for r in records] == [2, 2]
+    for r in records:
+        single = runner.invoke(app, ["generate", r["prompt"], *model_args(tiny_models, tmp_path / "single"),
+                                     "--steps", "5", "--cutn", "4", "--seed", str(r["seed"])])
+        assert single.exit_code == 0, single.output
+        a = np.asarray(Image.open(out / r["image"]), dtype=np.int16)
+        b = np.asarray(Image.open(single.stdout.strip().splitlines()[-1]), dtype=np.int16)
+        # the same codes decode to the same pixels; batched convolutions may differ in the last float bits
+        assert np.abs(a - b).max() <= 2
+        assert r["loss"] == pytest.approx(float(read_png_metadata(single.stdout.split()[-1])["loss"]), abs=1e-3)
+
+
+def test_two_gloo_ranks_do_every_prompt_exactly_once(tiny_models, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text("".join(f"prompt number {k}\n" for k in range(5)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
+           "-m", "vqclip", "batch", str(prompts), *model_args(tiny_models, out), "--seed", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_jsonl(out / "manifest.jsonl")
+    assert sorted(r["prompt"] for r in records) == [f"prompt number {k}" for k in range(5)]
+    assert {r["status"] for r in records} == {"done"} and {r["rank"] for r in records} == {0, 1}
+    assert not list(out.glob("manifest.rank*.jsonl"))  # merged by rank 0
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 5 and (out / "contact_sheet.png").is_file()
+
+
+def test_torn_manifest_line_is_ignored_and_cut_before_the_next_append(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    append_jsonl(path, {"id": "a", "status": "done"})
+    with open(path, "ab") as f:
+        f.write(b'{"id": "b", "sta')  # a crash in the middle of an append
+    assert read_jsonl(path) == [{"id": "a", "status": "done"}]
+    append_jsonl(path, {"id": "c", "status": "done"})
+    assert read_jsonl(path) == [{"id": "a", "status": "done"}, {"id": "c", "status": "done"}]
+    path.write_text('{"id": "a"}\nnot json\n{"id": "c"}\n')
+    with pytest.raises(OutputError, match="line 2"):
+        read_manifest(tmp_path)

@@ -1,0 +1,96 @@
+"""`vqclip batch FILE`: every prompt of a job file, resumable, batched, sharded over torchrun ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import typer
+from typing_extensions import Annotated
+
+from ..batch import ModelCache, close_shard, default_batch_size, init_shard, plan_jobs, rank_device, run_batch
+from ..jobs import read_jobs
+from ..pipeline import pick_device
+from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
+from .generate import config_from_options
+from .progress import StepBar
+
+
+@app.command()
+@command
+def batch(
+    file: Annotated[Path, typer.Argument(help="Prompts: one per line ('#' comments, '## seed=3 steps=50' overrides), or .yaml/.jsonl jobs.")],
+    out: Annotated[str, typer.Option(help="Output folder: one subfolder per prompt, manifest.jsonl, contact_sheet.png.")] = "outputs/batch",
+    batch_size: Annotated[Optional[int], typer.Option(help="Images optimised together (default: 1 on CPU, by free memory on CUDA).")] = None,
+    sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help="Write a contact sheet of the results.")] = True,
+    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN registry name, or a taming yaml.")] = None,
+    vqgan_ckpt: Annotated[Optional[str], typer.Option(help="Checkpoint for a yaml given by --vqgan.")] = None,
+    clip: Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/path] or local-dir:DIR; repeatable.")] = None,
+    size: Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Job k without its own seed gets SEED+k (default: drawn).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps (0: none).")] = None,
+    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write a progress mp4 per prompt.")] = None,
+    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write a progress gif.")] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Video frame rate.")] = None,
+    story_every: Annotated[Optional[int], typer.Option(help='Story mode: "a^b^c" switches prompt every N steps.')] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (under torchrun: each rank's GPU).")] = None,
+    preset: Presets = None,
+    set_: Sets = None,
+    checkpoints_dir: CheckpointsDir = None,
+    offline: Offline = False,
+    debug: Debug = False,
+):
+    """Generate an image for every prompt in FILE; rerun the same command to resume. Prints each image's path."""
+    set_offline(offline)
+    options = {
+        "model.vqgan": vqgan, "model.vqgan_ckpt": vqgan_ckpt, "model.clip": clip or None,
+        "width": size[0] if size else None, "height": size[1] if size else None, "steps": steps, "optim.lr": lr,
+        "cutouts.cutn": cutn, "output.dir": out, "output.save_every": save_every, "output.video": video,
+        "output.gif": gif, "output.fps": fps, "story_every": story_every, "device": device,
+        "model.checkpoints_dir": str(checkpoints_dir) if checkpoints_dir else None,
+    }
+    base = config_from_options(None, preset, None, set_, options)
+    base.seed = None  # seeds are per job (SEED+k), see plan_jobs
+    planned = plan_jobs(read_jobs(file), base, seed)  # every line is checked before a model loads
+    shard = init_shard()
+    try:
+        dev = rank_device(pick_device(base.device), shard)
+        size_b = batch_size or default_batch_size(dev, base)
+        with StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar, \
+                sigterm_as_interrupt():
+            result = run_batch(planned, Path(out), ModelCache(dev), size_b, shard, on_step=_reset(bar),
+                               on_done=_report(Path(out)), sheet=sheet)
+    finally:
+        close_shard(shard)
+    done = sum(r["status"] == "done" for r in result.records)
+    typer.echo(f"{done} done, {result.skipped} already done before; manifest {result.manifest}", err=True)
+    if result.sheet is not None:
+        typer.echo(f"contact sheet: {result.sheet}", err=True)
+    if result.interrupted:
+        typer.echo("interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(130)
+
+
+def _reset(bar: StepBar):
+    """One bar, restarted for every group of images."""
+
+    def update(step) -> None:
+        if step.i == 0 and not step.final:
+            bar.bar.reset()
+        bar.update(step)
+
+    return update
+
+
+def _report(out: Path):
+    """Print each finished image's path as it is made (stdout, one per line)."""
+
+    def report(record: dict) -> None:
+        if record["image"]:
+            path = out / record["image"]
+            typer.echo(path if record["status"] == "done" else f"{path} ({record['status']})")
+
+    return report
