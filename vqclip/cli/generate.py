@@ -14,9 +14,11 @@ from ..errors import UsageError
 from ..memory import check_memory, oom_advice
 from ..outputs import check_writable, read_png_metadata
 from ..pipeline import check, load_models, pick_device
+from ..hub import ensure_vqgan
 from ..session import Interrupted, run
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, parse_list, set_offline, \
     sigterm_as_interrupt
+from .models import DownloadBar
 from .progress import StepBar
 
 
@@ -88,6 +90,8 @@ def generate(
     if prompt is None and from_ is None and not image_prompt:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
     cfg = config_from_options(prompt, preset, from_, set_, options)
+    with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline
+        ensure_vqgan(cfg.model.vqgan, cfg.model.vqgan_ckpt, cfg.model.checkpoints_dir, on_progress=download_bar)
     plan = check(cfg)  # everything that can be wrong without a model is caught here
     dev = pick_device(cfg.device)
     check_writable(cfg.output.dir)

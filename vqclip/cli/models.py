@@ -1,0 +1,109 @@
+"""`vqclip models list|download|add`: see, fetch and register model files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm.auto import tqdm
+from typing_extensions import Annotated
+
+from .. import hub
+from ..download import Progress
+from .common import CheckpointsDir, Debug, Offline, app, command, set_offline
+
+models_app = typer.Typer(no_args_is_help=True, help="List, download and add VQGAN and CLIP models.")
+app.add_typer(models_app, name="models")
+
+Mirror = Annotated[Optional[str], typer.Option("--mirror", help="Base URL tried first as <base>/<file name> (env VQCLIP_MIRROR).")]
+
+
+class DownloadBar:
+    """A tqdm bar per file, in bytes with the rate; a resumed download starts where its partial ends."""
+
+    def __init__(self):
+        self.bar = None
+        self.name = None
+
+    def __call__(self, p: Progress) -> None:
+        if p.name != self.name:
+            self.close()
+            self.name = p.name
+            self.bar = tqdm(total=p.total, initial=0, desc=p.name, unit="B", unit_scale=True, unit_divisor=1024,
+                            file=sys.stderr, dynamic_ncols=True, miniters=1)
+            self.bar.update(p.done)
+            return
+        self.bar.update(p.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = self.name = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _size(n: Optional[int], approx: bool) -> str:
+    if n is None:
+        return "?"
+    text = f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+    return ("~" if approx else "") + text
+
+
+@models_app.command("list")
+@command
+def list_(checkpoints_dir: CheckpointsDir = None, debug: Debug = False):
+    """Every known VQGAN, your added ones and the usual CLIP choices: size, whether present, where."""
+    rows = hub.list_models(str(checkpoints_dir) if checkpoints_dir else None)
+    width = max(len(r.name) for r in rows)
+    for kind in ("vqgan", "user", "clip"):
+        group = [r for r in rows if r.kind == kind]
+        if not group:
+            continue
+        typer.echo({"vqgan": "VQGAN", "user": "VQGAN (added)", "clip": "CLIP"}[kind])
+        for r in group:
+            state = "present" if r.present else f"partial {_size(r.partial, False)}" if r.partial else "missing"
+            typer.echo(f"  {r.name:<{width}}  {_size(r.size, not r.present):>9}  {state:<15} {r.path}")
+
+
+@models_app.command()
+@command
+def download(
+    name: Annotated[str, typer.Argument(help="VQGAN name from `models list`, or clip:NAME:TAG for open_clip weights.")],
+    mirror: Mirror = None,
+    checkpoints_dir: CheckpointsDir = None,
+    offline: Offline = False,
+    debug: Debug = False,
+):
+    """Download a model's files (resuming a partial download); prints the paths."""
+    set_offline(offline)
+    folder = str(checkpoints_dir) if checkpoints_dir else None
+    if name.startswith("clip:"):
+        typer.echo(str(hub.download_clip(name[len("clip:"):], folder)))
+        return
+    with DownloadBar() as bar:
+        paths = hub.download_vqgan(name, folder, mirror, on_progress=bar)
+    for p in paths:
+        typer.echo(str(p))
+
+
+@models_app.command()
+@command
+def add(
+    name: Annotated[str, typer.Argument(help="The name to use with --vqgan.")],
+    config: Annotated[Path, typer.Option("--config", help="The model's taming yaml.")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="The model's checkpoint (.ckpt or .safetensors).")],
+    description: Annotated[str, typer.Option(help="A line for `models list`.")] = "",
+    checkpoints_dir: CheckpointsDir = None,
+    debug: Debug = False,
+):
+    """Register your own VQGAN under NAME (it is loaded once to check it, and its hashes are locked)."""
+    model = hub.add_vqgan(name, config, ckpt, str(checkpoints_dir) if checkpoints_dir else None, description)
+    typer.echo(f"added {model.name}: {model.config} + {model.ckpt}; use --vqgan {model.name}")

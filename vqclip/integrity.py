@@ -1,0 +1,82 @@
+"""Trust on first use: the SHA-256 of each model file, recorded in `vqclip.lock.json` beside the checkpoints.
+
+A file is hashed when it is first downloaded (or first used, if it was put there by hand); later loads
+compare against that record. Re-hashing a 1 GB checkpoint on every run would cost seconds, so the record
+keeps size and mtime too: an unchanged stat skips the hash, a changed one forces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from .download import sha256_file
+from .errors import CheckpointError
+
+LOCK_NAME = "vqclip.lock.json"
+
+
+def lock_path(ckpt_dir: Path) -> Path:
+    return Path(ckpt_dir) / LOCK_NAME
+
+
+def _key(path: Path, ckpt_dir: Path) -> str:
+    """Files inside the checkpoints dir by relative name (the folder can move); others by absolute path."""
+    path, ckpt_dir = Path(path).resolve(), Path(ckpt_dir).resolve()
+    try:
+        return path.relative_to(ckpt_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def read_lock(ckpt_dir: Path) -> dict:
+    p = lock_path(ckpt_dir)
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{p} is unreadable ({e}); fix it or delete it to trust the files again") from None
+    return data.get("files", {})
+
+
+def recorded(path: Path, ckpt_dir: Path) -> Optional[dict]:
+    return read_lock(ckpt_dir).get(_key(path, ckpt_dir))
+
+
+def record(path: Path, ckpt_dir: Path, sha256: str, source: Optional[str] = None) -> dict:
+    """Write the file's hash, size and mtime into the lock file (atomically)."""
+    st = Path(path).stat()
+    entry = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+             "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if source:
+        entry["source"] = source
+    files = read_lock(ckpt_dir)
+    files[_key(path, ckpt_dir)] = entry
+    p = lock_path(ckpt_dir)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps({"version": 1, "files": dict(sorted(files.items()))}, indent=2) + "\n")
+    os.replace(tmp, p)
+    return entry
+
+
+def verify(path: Path, ckpt_dir: Path, expected: Optional[str] = None, hint: str = "") -> str:
+    """Check path against the registry's hash or the lock's; record it when neither knows it. Returns the hash."""
+    path = Path(path)
+    entry = recorded(path, ckpt_dir)
+    want = expected or (entry or {}).get("sha256")
+    st = path.stat()
+    if entry and entry.get("sha256") == want and entry.get("size") == st.st_size \
+            and entry.get("mtime_ns") == st.st_mtime_ns:
+        return want  # unchanged since it was hashed
+    digest = sha256_file(path)
+    if want and digest != want:
+        where = "the registry" if expected else f"{lock_path(ckpt_dir)} on {entry.get('recorded', '?')}"
+        raise CheckpointError(f"{path} does not match the SHA-256 recorded in {where} (expected {want[:16]}..., "
+                              f"got {digest[:16]}...); it is not used: delete it{hint}")
+    record(path, ckpt_dir, digest, (entry or {}).get("source"))
+    return digest
