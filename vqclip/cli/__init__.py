@@ -4,6 +4,8 @@ from .common import app
 from . import generate  # noqa: F401  (registers the command)
 from . import models  # noqa: F401
 from . import batch  # noqa: F401
+from . import video  # noqa: F401
+from . import animate  # noqa: F401
 from . import clip_tools  # noqa: F401
 
 
