@@ -192,3 +192,18 @@ def test_torn_manifest_line_is_ignored_and_cut_before_the_next_append(tmp_path):
     path.write_text('{"id": "a"}\nnot json\n{"id": "c"}\n')
     with pytest.raises(OutputError, match="line 2"):
         read_manifest(tmp_path)
+
+
+def test_groups_share_everything_but_prompt_seed_and_name(tiny_models, tmp_path):
+    from vqclip.batch import make_groups
+
+    jobs = tmp_path / "p.yaml"
+    jobs.write_text("- a\n- {prompt: b, seed: 4, name: bee}\n- {prompt: c, steps: 5}\n- a seed^a tree\n"
+                    "- a seed^a flower\n- {prompt: d, keyframes: {0: d, 2: e}}\n- f\n")
+    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]],
+                            "width": 32, "height": 32, "steps": 4, "device": "cpu"})
+    groups = make_groups(plan_jobs(read_jobs(jobs), base, 0), 2)
+    assert [[p.job.prompt for p in g] for g in groups] == \
+        [["a", "b"], ["f"], ["c"], ["a seed^a tree"], ["a seed^a flower"], ["d"]]
+    story = next(g[0] for g in groups if g[0].job.prompt == "d")
+    assert [s for s, _ in story.plan.story] == [2]
