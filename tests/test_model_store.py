@@ -61,7 +61,9 @@ def test_download_fetches_both_files_and_locks_their_hashes(server, tmp_path):
     ckdir = tmp_path / "checkpoints"
     assert result.stdout.split() == [str(ckdir / f"{NAME}.yaml"), str(ckdir / f"{NAME}.ckpt")]
     lock = json.loads((ckdir / "vqclip.lock.json").read_text())["files"]
-    assert set(lock) == {f"{NAME}.yaml", f"{NAME}.ckpt"}
+    cache = [k for k in lock if k.startswith("cache/")]
+    assert set(lock) == {f"{NAME}.yaml", f"{NAME}.ckpt", *cache} and len(cache) == 1
+    assert lock[cache[0]]["source"] == f"converted from {NAME}.ckpt"
     assert lock[f"{NAME}.ckpt"]["source"] == "first download"
     assert lock[f"{NAME}.ckpt"]["size"] == (ckdir / f"{NAME}.ckpt").stat().st_size
     assert "B/s" in result.stderr or "MB" in result.stderr or "kB" in result.stderr  # the tqdm byte bar
@@ -236,3 +238,22 @@ def test_transformer_checkpoint_yields_its_first_stage(tiny_models, tmp_path):
                                "transformer.tok_emb.weight": torch.zeros(4, 4)}}, tmp_path / "t.ckpt")
     model = load_vqgan(tmp_path / "t.yaml", tmp_path / "t.ckpt")
     assert torch.equal(model.codebook, state["quantize.embedding.weight"])
+
+
+def test_download_caches_the_used_weights_as_safetensors_and_loads_them(server, tiny_models, tmp_path):
+    assert models("download", NAME).exit_code == 0
+    config, weights, _ = resolve_vqgan(NAME)
+    assert weights.suffix == ".safetensors" and weights.parent == tmp_path / "checkpoints" / "cache"
+    original = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])
+    cached = load_vqgan(config, weights)
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), cached.state_dict().values()))
+    # a tampered cache is caught like any locked file
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="only a cache"):
+        resolve_vqgan(NAME)
+
+
+def test_added_model_resolves_to_its_cache(tiny_models, tmp_path):
+    hub.add_vqgan("mine", tiny_models["vqgan"], tiny_models["ckpt"])
+    config, weights, name = resolve_vqgan("mine")
+    assert name == "mine" and config == Path(tiny_models["vqgan"]) and weights.suffix == ".safetensors"

@@ -133,18 +133,21 @@ def resolve_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str]
         raise ModelFilesMissing(f"VQGAN {name}: missing {' and '.join(missing)}; {hint}")
     bundled = spec in VQGAN_MODELS and VQGAN_MODELS[spec].bundled
     if name == spec and not ckpt and not bundled:
-        _verify(spec, config, weights, base)
+        weights = _verify(spec, config, weights, base)
     return config, weights, name
 
 
-def _verify(name: str, config: Path, weights: Path, base: Path) -> None:
-    from .integrity import verify
+def _verify(name: str, config: Path, weights: Path, base: Path) -> Path:
+    """Check both files against the lock; the weights to load: the safetensors cache of the ckpt when made."""
+    from .integrity import cached_weights, verify
 
     entry = VQGAN_MODELS.get(name)
+    hint = f" and run `vqclip models download {name}`" if entry else " or add the model again"
+    digests = {}
     for kind, path in (("yaml", config), ("ckpt", weights)):
         source = entry.sources.get(kind) if entry else None
-        verify(path, base, source.sha256 if source else None,
-               hint=f" and run `vqclip models download {name}`" if entry else " or add the model again")
+        digests[kind] = verify(path, base, source.sha256 if source else None, hint=hint)
+    return cached_weights(base, digests["ckpt"]) or weights
 
 
 def resolve_clip(spec: str) -> str:
