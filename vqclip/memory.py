@@ -108,10 +108,18 @@ def _gib(n: float) -> str:
 
 
 def advice(spec: VQGANSpec, width: int, height: int, device: torch.device, batch: int = 1,
-           free: Optional[int] = None) -> str:
-    """What to do instead: a size that fits the device's free memory, fewer cutouts, or the CPU."""
+           free: Optional[int] = None, failed: bool = False) -> str:
+    """What to do instead: a size that fits the device's free memory, fewer cutouts, or the CPU.
+
+    After a real failure (`failed`) the estimate was too low, so the size suggested is also at most half of
+    the failed size's estimate.
+    """
     free = available_bytes(device) if free is None else free
-    fit = fitting_size(spec, width, height, free * SUGGEST_SHARE, batch) if free else None
+    budget = free * SUGGEST_SHARE if free else None
+    if failed:
+        half = estimate_bytes(spec, width, height, batch) / 2
+        budget = min(budget, half) if budget else half
+    fit = fitting_size(spec, width, height, budget, batch) if budget else None
     tips = [f"try --size {fit[0]} {fit[1]}"] if fit and fit != (width, height) else ["try a smaller --size"]
     tips.append("fewer cutouts (--set cutouts.cutn=16)")
     if device.type == "cuda":
@@ -152,4 +160,4 @@ def oom_advice(spec: VQGANSpec, width: int, height: int, device: torch.device, b
         if device.type == "cuda":
             torch.cuda.empty_cache()
         raise OutOfMemory(f"out of memory on {device.type} at {width}x{height}; "
-                          f"{advice(spec, width, height, device, batch)}")
+                          f"{advice(spec, width, height, device, batch, failed=True)}")

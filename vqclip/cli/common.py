@@ -30,10 +30,22 @@ def _root() -> None:
     """Text-to-image generation by VQGAN+CLIP optimisation."""
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each message (CliRunner swaps it for every invocation)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging() -> None:
     log = logging.getLogger("vqclip")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
@@ -48,6 +60,8 @@ def set_offline(offline: bool) -> None:
 
 
 def fail(message: str, code: int) -> typer.Exit:
+    # one line, always: some library messages (yaml, OmegaConf) carry their own line breaks
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 

@@ -1,0 +1,400 @@
+"""The catalogue of bad inputs: each gets exit code 2 (usage/input) or 1 (runtime), exactly one line on stderr
+that says what to do, no traceback, and no files left in the output folder.
+
+Cases that can be caught without a model run with the model loaders replaced by a function that fails the
+test: a typo must never cost a model load.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, PngImagePlugin
+from typer.testing import CliRunner
+
+from tiny import write_vqgan
+from vqclip import models, pipeline
+from vqclip.cli import app
+from vqclip.outputs import read_png_metadata
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Bad files of every kind, under tmp_path/in."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "text.png").write_text("this is not an image\n")
+    (d / "empty.png").write_bytes(b"")
+    (d / "folder.png").mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), np.uint8)).save(d / "good.png")
+    data = (d / "good.png").read_bytes()
+    (d / "truncated.png").write_bytes(data[: len(data) // 2])
+    (d / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>')
+    os.mkfifo(d / "fifo.png")
+    (d / "not_taming.yaml").write_text("model:\n  target: something.Else\n")
+    (d / "broken.yaml").write_text("model: [\n")
+    (d / "a_file").write_text("I am a file, not a folder")
+    _png_with_config(d / "bad_yaml.png", "prompt: [unclosed\n")
+    _png_with_config(d / "bad_key.png", "prompt: x\nnot_a_key: 1\n")
+    return d
+
+
+def _png_with_config(path, config: str) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("config", config)
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+
+
+def _decompression_bomb(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # good.png's 1600 pixels are then a "bomb"
+
+
+# (id, extra CLI args, exit code, fragment of the message, setup(monkeypatch) or None)
+# {in} is the folder of bad files; {tiny} the tiny VQGAN's folder. All are caught before a model loads.
+EARLY = [
+    ("empty-prompt", ["", "--steps", "2"], 2, "prompt is empty", None),
+    ("whitespace-prompt", ["   \t "], 2, "prompt is empty", None),
+    ("no-prompt", [], 2, "give a prompt", None),
+    ("empty-part", ["a||b"], 2, "empty part between '|'", None),
+    ("only-bar", ["|"], 2, "empty part between '|'", None),
+    ("no-text", [":1"], 2, "has no text", None),
+    ("zero-weight", ["a red circle:0"], 2, "has weight 0", None),
+    ("weight-overflows", ["a:1e400"], 2, "too large to be a number", None),
+    ("stop-overflows", ["a:1:1e999"], 2, "too large to be a number", None),
+    ("size-zero", ["x", "--size", "0", "32"], 2, "width must be positive", None),
+    ("size-negative", ["x", "--set", "height=-8"], 2, "height must be positive", None),
+    ("size-below-one-token", ["x", "--size", "1", "1"], 2, "smaller than one VQGAN token", None),
+    ("size-absurd", ["x", "--size", "100000", "100000"], 2, "is free; try --size", None),
+    ("steps-zero", ["x", "--steps", "0"], 2, "steps must be positive", None),
+    ("steps-negative", ["x", "--steps=-3"], 2, "steps must be positive", None),
+    ("steps-not-a-number", ["x", "--set", "steps=abc"], 2, "bad value for steps", None),
+    ("steps-float", ["x", "--set", "steps=2.5"], 2, "bad value for steps", None),
+    ("cutn-zero", ["x", "--cutn", "0"], 2, "cutouts.cutn must be positive", None),
+    ("lr-zero", ["x", "--lr", "0"], 2, "optim.lr must be positive", None),
+    ("lr-negative", ["x", "--lr=-0.1"], 2, "optim.lr must be positive", None),
+    ("lr-inf", ["x", "--set", "optim.lr=inf"], 2, "optim.lr must be a finite number", None),
+    ("init-weight-nan", ["x", "--set", "init_weight=nan"], 2, "init_weight must be a finite number", None),
+    ("cut-pow-zero", ["x", "--cut-pow", "0"], 2, "cut_pow must be positive", None),
+    ("fps-zero", ["x", "--fps", "0"], 2, "output.fps must be positive", None),
+    ("save-every-negative", ["x", "--save-every=-1"], 2, "save_every must be 0", None),
+    ("seed-negative", ["x", "--seed=-1"], 2, "seed must be between", None),
+    ("unknown-optimizer", ["x", "--optimizer", "lbfgs"], 2, "unknown optimizer 'lbfgs'; choose one of: adam", None),
+    ("unknown-augment", ["x", "--augments", "flip,wobble"], 2, "unknown augmentation 'wobble'; choose one of:", None),
+    ("unknown-vqgan", ["x", "--vqgan", "vqgan_nope"], 2, "unknown VQGAN model 'vqgan_nope'; choose one of:", None),
+    ("unknown-clip", ["x", "--clip", "NoSuchCLIP"], 2, "unknown CLIP model 'NoSuchCLIP'; choose one of:", None),
+    ("unknown-clip-tag", ["x", "--clip", "ViT-B-32:nosuchtag"], 2, "unknown pretrained tag for ViT-B-32", None),
+    ("clip-dir-missing", ["x", "--clip", "local-dir:{in}/nothing"], 2, "has no open_clip_config.json", None),
+    ("clip-weights-missing", ["x", "--clip", "ViT-B-32:{in}/none.pt"], 2, "CLIP weights file", None),
+    ("unknown-preset", ["x", "--preset", "nosuch"], 2, "unknown preset 'nosuch'; choose one of:", None),
+    ("unknown-device", ["x", "--device", "tpu"], 2, "device must be auto, cpu, cuda", None),
+    ("cuda-without-gpu", ["x", "--device", "cuda"], 2, "no CUDA GPU is available", None),
+    ("cuda-n-without-gpu", ["x", "--device", "cuda:1"], 2, "no CUDA GPU is available", None),
+    ("unknown-set-key", ["x", "--set", "nope=1"], 2, "unknown config key 'nope'", None),
+    ("unknown-nested-set-key", ["x", "--set", "optim.momentum=0.9"], 2, "unknown config key", None),
+    ("set-without-value", ["x", "--set", "steps"], 2, "--set expects key=value", None),
+    ("init-missing", ["x", "--init-image", "{in}/missing.png"], 2, "does not exist", None),
+    ("init-text-as-png", ["x", "--init-image", "{in}/text.png"], 2, "cannot read init image", None),
+    ("init-empty", ["x", "--init-image", "{in}/empty.png"], 2, "is empty (0 bytes)", None),
+    ("init-directory", ["x", "--init-image", "{in}/folder.png"], 2, "is not a regular file", None),
+    ("init-fifo", ["x", "--init-image", "{in}/fifo.png"], 2, "is not a regular file", None),
+    ("init-truncated", ["x", "--init-image", "{in}/truncated.png"], 2, "cannot read init image", None),
+    ("init-unsupported-svg", ["x", "--init-image", "{in}/drawing.svg"], 2, "cannot read init image", None),
+    ("init-decompression-bomb", ["x", "--init-image", "{in}/good.png"], 2, "cannot read init image",
+     _decompression_bomb),
+    ("init-url", ["x", "--init-image", "https://example.com/cat.png"], 2, "is a URL", None),
+    ("image-prompt-url", ["x", "--image-prompt", "http://example.com/cat.png:0.5"], 2, "is a URL", None),
+    ("image-prompt-file-url", ["x", "--image-prompt", "file:///etc/passwd"], 2, "is a URL", None),
+    ("image-prompt-missing", ["x", "--image-prompt", "{in}/missing.jpg"], 2, "does not exist", None),
+    ("image-prompt-text", ["x", "--image-prompt", "{in}/text.png:0.5"], 2, "cannot read image prompt", None),
+    ("image-prompt-empty", ["--image-prompt", "{in}/empty.png"], 2, "is empty (0 bytes)", None),
+    ("vqgan-yaml-missing", ["x", "--vqgan", "{in}/nothing.yaml"], 2, "missing", None),
+    ("vqgan-ckpt-missing", ["x", "--vqgan-ckpt", "{in}/nothing.ckpt"], 2, "missing", None),
+    ("vqgan-yaml-not-taming", ["x", "--vqgan", "{in}/not_taming.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
+     2, "is not a taming VQGAN config", None),
+    ("vqgan-yaml-broken", ["x", "--vqgan", "{in}/broken.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
+     2, "is not a taming VQGAN config", None),
+    ("from-png-without-metadata", ["--from", "{in}/good.png"], 2, "carries no vqclip config", None),
+    ("from-text-file", ["--from", "{in}/text.png"], 2, "--from takes a PNG written by vqclip", None),
+    ("from-missing", ["--from", "{in}/missing.png"], 2, "--from takes a PNG written by vqclip", None),
+    ("from-broken-config", ["--from", "{in}/bad_yaml.png"], 2, "the recorded config is not valid YAML", None),
+    ("from-unknown-key", ["--from", "{in}/bad_key.png"], 2, "unknown config key 'not_a_key'", None),
+    ("out-is-a-file", ["x", "--out", "{in}/a_file"], 1, "is a file, not a folder; choose another --out", None),
+    ("out-under-a-file", ["x", "--out", "{in}/a_file/run"], 1, "is a file, not a folder", None),
+]
+
+
+def _fill(args, files, tiny_models):
+    tiny = os.path.dirname(tiny_models["vqgan"])
+    return [a.replace("{in}", str(files)).replace("{tiny}", tiny) for a in args]
+
+
+def _assert_one_line_error(result, code, fragment):
+    """Exactly one line besides the progress bar (runtime failures come after some steps were shown)."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("generate:")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+
+
+def _files_under(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Fail the test if a model is loaded."""
+    def fail(*args, **kwargs):
+        raise AssertionError("a model was loaded for input that could be checked without one")
+
+    for module in (pipeline, models):
+        for name in ("load_vqgan", "load_clip", "load_checkpoint"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, fail)
+
+
+@pytest.mark.parametrize("case, args, code, fragment, setup", EARLY, ids=[c[0] for c in EARLY])
+def test_bad_input_fails_before_any_model_loads(case, args, code, fragment, setup, tiny_args, tiny_models, files,
+                                                 tmp_path, monkeypatch, no_model_loads):
+    if "cuda" in case and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    if setup is not None:
+        setup(monkeypatch)
+    result = runner.invoke(app, ["generate", *tiny_args, *_fill(args, files, tiny_models)])
+    _assert_one_line_error(result, code, fragment)
+    assert _files_under(tmp_path / "out") == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# failures that need the models: corrupt checkpoints, a full disk, out of memory (exit 1)
+
+
+def _mismatched_ckpt(folder):
+    _, ckpt = write_vqgan(folder, name="other", n_embed=32)
+    return ckpt
+
+
+def _tensorless_ckpt(folder):
+    path = folder / "tensorless.ckpt"
+    torch.save({"state_dict": {"weight": [1, 2, 3]}}, path)
+    return path
+
+
+def _truncated_ckpt(folder, source):
+    data = open(source, "rb").read()
+    path = folder / "truncated.ckpt"
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def _garbage_ckpt(folder):
+    path = folder / "garbage.ckpt"
+    path.write_bytes(os.urandom(4096))
+    return path
+
+
+def _empty_ckpt(folder):
+    path = folder / "empty.ckpt"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda d, src: _truncated_ckpt(d, src), "is corrupt or truncated"),
+    (lambda d, src: _garbage_ckpt(d), "is corrupt or truncated"),
+    (lambda d, src: _empty_ckpt(d), "is corrupt or truncated"),
+    (lambda d, src: _mismatched_ckpt(d), "does not fit its config"),
+    (lambda d, src: _tensorless_ckpt(d), "holds no state dict of tensors"),
+], ids=["truncated", "garbage", "empty", "yaml-ckpt-mismatch", "no-tensors"])
+def test_bad_checkpoint_is_one_line_and_writes_nothing(make, fragment, tiny_args, tiny_models, tmp_path):
+    ckpt = make(tmp_path, tiny_models["ckpt"])
+    result = runner.invoke(app, ["generate", "x", *tiny_args, "--vqgan-ckpt", str(ckpt)])
+    _assert_one_line_error(result, 1, fragment)
+    assert _files_under(tmp_path / "out") == []
+
+
+def test_disk_full_during_a_save_leaves_no_partial_file(tiny_args, tmp_path, monkeypatch):
+    real_fsync = os.fsync
+
+    def full(fd):  # the PNG's bytes are in the temporary file when the disk turns out to be full
+        assert os.fstat(fd).st_size > 0
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    result = runner.invoke(app, ["generate", "x", *tiny_args, "--name", "run", "--save-every", "2"])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    _assert_one_line_error(result, 1, "No space left on device); free some space or choose another --out")
+    # the run's folders were made; no frame, no final image and no temporary file is left in them
+    assert [p for p in (tmp_path / "out").rglob("*") if not p.is_dir()] == []
+
+
+def _mount_tmpfs(path, size):
+    path.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
+                       capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+
+def test_disk_full_on_a_real_tiny_filesystem(tiny_args, tmp_path):
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "64k")
+    try:
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as f:  # fill it up, leaving no room for an image
+            try:
+                while True:
+                    f.write(b"\0" * 1024)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        result = runner.invoke(app, ["generate", "x", *tiny_args, "--size", "64", "64", "--out", str(disk / "out"),
+                                     "--name", "run"])
+        _assert_one_line_error(result, 1, "No space left on device")
+        assert [p for p in (disk / "out").rglob("*") if not p.is_dir()] == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False, capture_output=True)
+
+
+def test_out_of_memory_mid_run_gives_the_same_advice(tiny_args, tmp_path, monkeypatch):
+    from vqclip import optimize
+
+    real_score = optimize.score
+    calls = []
+
+    def score(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(optimize, "score", score)
+    result = runner.invoke(app, ["generate", "x", *tiny_args, "--size", "64", "48"])
+    _assert_one_line_error(result, 1, "out of memory on cpu at 64x48; try --size ")
+    size = result.stderr.split("try --size ")[1].split(",")[0].split()
+    w, h = int(size[0]), int(size[1])
+    assert w * h < 64 * 48 and w % 2 == 0 and h % 2 == 0
+
+
+def test_size_suggested_for_too_little_memory_fits(tiny_models, monkeypatch):
+    from vqclip import memory
+    from vqclip.errors import ConfigError
+
+    spec = models.read_vqgan_yaml(tiny_models["vqgan"])
+    free = 60 * 2**20
+    monkeypatch.setattr(memory, "available_bytes", lambda device: free)
+    with pytest.raises(ConfigError, match=r"try --size \d+ \d+") as e:
+        memory.check_memory(spec, 512, 256, torch.device("cpu"))
+    w, h = (int(v) for v in str(e.value).split("try --size ")[1].split(",")[0].split())
+    assert w < 512 and h < 256 and abs(w / h - 2) < 0.2  # the aspect ratio is kept
+    memory.check_memory(spec, w, h, torch.device("cpu"))  # the suggestion passes the same check
+    assert memory.estimate_bytes(spec, w, h) <= free * memory.SUGGEST_SHARE
+
+
+def test_memory_estimate_grows_with_size_and_batch(tiny_models):
+    from vqclip import memory
+
+    spec = models.read_vqgan_yaml(tiny_models["vqgan"])
+    small, large = memory.estimate_bytes(spec, 32, 32), memory.estimate_bytes(spec, 64, 64)
+    assert 3.5 < (large - memory.estimate_bytes(spec, 2, 2)) / (small - memory.estimate_bytes(spec, 2, 2))
+    assert memory.estimate_bytes(spec, 32, 32, batch=4) > 3 * small - 3 * memory.estimate_bytes(spec, 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# odd but valid input: a warning at most, and the run completes
+
+
+def _run(args, tmp_path):
+    result = runner.invoke(app, ["generate", *args])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return result, result.stdout.strip().splitlines()[-1]
+
+
+def test_prompt_longer_than_clip_context_warns_and_runs(tiny_args, tmp_path):
+    prompt = " ".join(["a red circle on a blue square"] * 20)
+    result, last = _run([prompt, *tiny_args], tmp_path)
+    assert "tokens; CLIP reads only the first 77" in result.stderr
+    assert read_png_metadata(last)["prompt"] == prompt
+
+
+@pytest.mark.parametrize("prompt, recorded", [
+    ("a:1:2:3", "a:1:2:3"),  # text "a:1", weight 2, stop 3: only the last two numbers are fields
+    ("a photo: by x", "a photo: by x"),
+    ("cost ${oc.env:HOME} $5", "cost ${oc.env:HOME} $5"),  # text, never an interpolation
+    ("blurry:-1|sharp:2:0.5", "blurry:-1|sharp:2:0.5"),
+])
+def test_odd_but_valid_prompts_run(prompt, recorded, tiny_args, tmp_path):
+    _, last = _run([prompt, *tiny_args, "--steps", "1"], tmp_path)
+    meta = read_png_metadata(last)
+    assert meta["prompt"] == recorded and yaml.safe_load(meta["config"])["prompt"] == recorded
+
+
+def test_size_not_a_multiple_of_the_factor_is_rounded_with_a_notice(tiny_args, tmp_path):
+    result, last = _run(["x", *tiny_args, "--size", "33", "31", "--steps", "1"], tmp_path)
+    assert "is not a multiple of the VQGAN's factor 2; using 32x30" in result.stderr
+    assert Image.open(last).size == (32, 30)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# security
+
+
+def test_no_eval_exec_or_unsafe_loading_in_the_package():
+    """No config value can reach eval/exec, and nothing unpickles outside weights_only loading."""
+    import ast
+    from pathlib import Path
+
+    import vqclip
+
+    offences = []
+    for path in Path(vqclip.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            keywords = {k.arg: k.value for k in node.keywords}
+            if name in ("eval", "exec", "compile", "__import__") and not owner:
+                offences.append(f"{path.name}:{node.lineno} {name}()")
+            elif owner in ("pickle", "dill", "marshal") and name in ("load", "loads"):
+                offences.append(f"{path.name}:{node.lineno} {owner}.{name}()")
+            elif owner == "yaml" and name in ("load", "unsafe_load", "full_load"):
+                offences.append(f"{path.name}:{node.lineno} yaml.{name}()")
+            elif owner == "torch" and name == "load":
+                safe = keywords.get("weights_only")
+                if not (isinstance(safe, ast.Constant) and safe.value is True):
+                    offences.append(f"{path.name}:{node.lineno} torch.load without weights_only=True")
+    assert offences == []
+
+
+def test_config_values_are_never_evaluated(tiny_args, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = f"__import__('os').system('touch {marker}')"
+    _, last = _run([payload, *tiny_args, "--steps", "1", "--set", f"output.name={payload}"], tmp_path)
+    assert not marker.exists()
+    assert read_png_metadata(last)["prompt"] == payload
+
+
+def test_recorded_config_cannot_read_the_environment(tiny_args, tmp_path, monkeypatch):
+    """A shared PNG whose config asks for an environment variable gets the text, not the secret."""
+    monkeypatch.setenv("VQCLIP_TEST_SECRET", "hunter2")
+    _, first = _run(["x", *tiny_args, "--steps", "1"], tmp_path)
+    meta = read_png_metadata(first)
+    doc = yaml.safe_load(meta["config"])
+    doc["prompt"] = "${oc.env:VQCLIP_TEST_SECRET}"
+    _png_with_config(tmp_path / "shared.png", yaml.safe_dump(doc))
+    _, rerun = _run(["--from", str(tmp_path / "shared.png"), "--out", str(tmp_path / "again")], tmp_path)
+    meta = read_png_metadata(rerun)
+    assert meta["prompt"] == "${oc.env:VQCLIP_TEST_SECRET}" and "hunter2" not in str(meta)
