@@ -241,3 +241,49 @@ def test_default_clip_is_generates_and_toy_is_an_alias():
 
     assert clip_tools.default_clip() == ModelConfig().clip[0] == "ViT-B-32-quickgelu:openai"
     assert resolve_clip("toy").startswith("local-dir:") and resolve_clip("toy").endswith("toy/clip")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the trained toy CLIP: the commands must mean what they say
+
+
+def _toy_clip_dir() -> Path:
+    from vqclip.registry import resolve_clip
+
+    return Path(resolve_clip("toy").split(":", 1)[1])
+
+
+needs_toy = pytest.mark.skipif(
+    not (_toy_clip_dir() / "open_clip_config.json").is_file(),
+    reason=f"the toy CLIP is absent ({_toy_clip_dir()}): it lands as checkpoints/toy/clip, made by "
+           f"scripts/train_toy.py --only clip")
+
+
+@needs_toy
+def test_toy_classify_names_rendered_toy_images():
+    perceptor = clip_tools.open_perceptor("toy", "cpu")
+    labels = [f"{c} {s}" for c in toy.COLOURS for s in toy.SHAPES]
+    items = [(c, s) for c in toy.COLOURS for s in toy.SHAPES] * 2
+    paths = write_toy(Path("toy"), items, seed=123, size=32)
+    right = [clip_tools.classify(perceptor, p, labels, ["a {}"])[0].label == f"{c} {s}"
+             for p, (c, s) in zip(paths, items)]
+    assert sum(right) / len(right) >= 0.85, f"{sum(right)} of {len(right)} right"
+    # and through the CLI, on an image larger than CLIP's input (resized and cropped on the way in)
+    big = write_toy(Path("big"), [("yellow", "triangle")], seed=7, size=64)[0]
+    result, rows, _ = invoke("classify", big, "--labels", "red,green,blue,yellow", "--template", "{}", "--clip", "toy")
+    assert result.exit_code == 0, result.output
+    assert rows[0][1] == "yellow" and rows[0][0] > 0.5
+
+
+@needs_toy
+def test_toy_rank_puts_matching_images_first(tmp_path):
+    folder = tmp_path / "mixed"
+    reds = write_toy(folder / "a", [("red", "circle")] * 3, seed=1)
+    others = write_toy(folder / "b", [("red", "square"), ("red", "triangle"), ("blue", "circle"),
+                                      ("green", "circle"), ("yellow", "square"), ("blue", "triangle")], seed=2)
+    for i, p in enumerate(reds + others):  # one flat folder, names that give nothing away
+        p.rename(folder / f"img{(i * 7) % 9}.png")
+    expected = {f"img{(i * 7) % 9}.png" for i in range(3)}
+    result, rows, _ = invoke("rank", folder, "a red circle", "--clip", "toy", "--top", "3")
+    assert result.exit_code == 0, result.output
+    assert {Path(p).name for _, p in rows} == expected
