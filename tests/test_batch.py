@@ -96,8 +96,9 @@ def test_sigkill_after_first_prompt_then_resume(tiny_models, tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while not (out / "manifest.jsonl").exists() or not (out / "manifest.jsonl").read_bytes().endswith(b"\n"):
-            assert proc.poll() is None and time.time() < deadline, "the batch ended before the first prompt did"
+        # kill once the first prompt is recorded and the second is under way (it has saved frames)
+        while not (out / "manifest.jsonl").exists() or len(list(out.glob("0002-*/frames/step_*.png"))) < 2:
+            assert proc.poll() is None and time.time() < deadline, "the batch ended before the second prompt began"
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -108,7 +109,7 @@ def test_sigkill_after_first_prompt_then_resume(tiny_models, tmp_path):
     first_bytes = first_png.read_bytes()
     in_flight = next(out.glob("0002-*"))
     assert not (in_flight / "final.png").exists()  # never a half-written final image
-    for png in in_flight.glob("frames/*.png"):
+    for png in in_flight.glob("frames/step_*.png"):  # temporary .step_*.tmp.png files may be left, never these
         Image.open(png).load()  # every frame on disk is whole
 
     prompts.write_text("first  ## steps=2\nsecond  ## steps=3\nthird  ## steps=3\n")  # finish the rest quickly
