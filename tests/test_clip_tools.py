@@ -229,8 +229,10 @@ def test_bad_input_is_one_line_exit_2(tiny_models, folder, tmp_path, args, messa
 
 def test_input_errors_come_before_the_model_loads(folder):
     # a CLIP that does not exist: the image/label errors must win, so no model is ever loaded for them
-    for args in (["score", "missing.png", "--prompt", "x"], ["rank", "nowhere", "x"],
-                 ["classify", str(folder / "00-red-circle.png"), "--labels", "cat"]):
+    img = str(folder / "00-red-circle.png")
+    for args in (["score", "missing.png", "--prompt", "x"], ["score", img, "--prompt", " "], ["rank", "nowhere", "x"],
+                 ["rank", str(folder), ""], ["rank", str(folder), "x", "--top", "0"],
+                 ["classify", img, "--labels", "cat"], ["classify", img, "--labels", "a,b", "--template", "x"]):
         result = runner.invoke(app, args + ["--clip", "local-dir:/no/such/clip"])
         assert result.exit_code == 2 and "clip" not in result.stderr.lower(), result.stderr
 

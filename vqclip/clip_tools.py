@@ -87,7 +87,7 @@ def check_images(paths: Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-def _check_text(text: str, what: str) -> str:
+def check_text(text: str, what: str) -> str:
     if not text.strip():
         raise UsageError(f"the {what} is empty; give some text, e.g. \"a red circle\"")
     return text.strip()
@@ -95,7 +95,7 @@ def _check_text(text: str, what: str) -> str:
 
 def score(perceptor: Perceptor, paths: Sequence[Path], prompt: str) -> list[float]:
     """Cosine similarity of each image to the prompt, in the order given."""
-    text = embed_texts(perceptor, [_check_text(prompt, "prompt")])
+    text = embed_texts(perceptor, [check_text(prompt, "prompt")])
     return (embed_images(perceptor, paths) @ text.T).squeeze(1).tolist()
 
 
@@ -251,12 +251,18 @@ def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[Embed
     return paths, torch.stack([fresh.get(p, cached.get(p)) for p in paths]), skipped, len(fresh)
 
 
+def check_rank(folder: str | Path, query: str, top: Optional[int]) -> str:
+    """What rank can check without a model: the folder holds images, a query, a positive --top."""
+    list_images(folder)
+    if top is not None and top < 1:
+        raise UsageError(f"--top must be at least 1 (got {top})")
+    return check_text(query, "query")
+
+
 def rank(perceptor: Perceptor, folder: str | Path, query: str, top: Optional[int] = None,
          use_cache: bool = True, checkpoints: Optional[str] = None) -> RankResult:
     """Text-to-image search: the folder's images by cosine similarity to the query, best first."""
-    query = _check_text(query, "query")
-    if top is not None and top < 1:
-        raise UsageError(f"--top must be at least 1 (got {top})")
+    query = check_rank(folder, query, top)
     cache = EmbeddingCache.for_folder(Path(folder), model_key(perceptor), checkpoints) if use_cache else None
     paths, embeds, skipped, computed = embed_folder(perceptor, folder, cache)
     scores = (embeds @ embed_texts(perceptor, [query]).T).squeeze(1)

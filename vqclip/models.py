@@ -260,7 +260,8 @@ class Perceptor(nn.Module):
     def logit_scale(self) -> float:
         """The learned temperature CLIP multiplies cosine similarities by before a softmax (100 for OpenAI's)."""
         scale = getattr(self.model, "logit_scale", None)
-        return float(scale.exp()) if scale is not None else 100.0
+        # capped at 100 as CLIP's training caps it; a checkpoint may hold a larger raw value
+        return min(float(scale.exp()), 100.0) if scale is not None else 100.0
 
 
 @dataclass(frozen=True)

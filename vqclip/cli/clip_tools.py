@@ -31,6 +31,7 @@ def score(
 ):
     """CLIP similarity (cosine) of each image to --prompt: one `score  path` line per image, in order."""
     paths = clip_tools.check_images(images)
+    clip_tools.check_text(prompt, "prompt")
     perceptor = _perceptor(clip, device, checkpoints_dir, offline)
     for path, value in zip(paths, clip_tools.score(perceptor, paths, prompt)):
         typer.echo(f"{value:.4f}  {path}")
@@ -47,7 +48,7 @@ def rank(
     debug: Debug = False,
 ):
     """Text-to-image search over FOLDER: `score  path` lines, best first; embeddings are cached."""
-    clip_tools.list_images(folder)  # a missing or empty folder is caught before the model loads
+    clip_tools.check_rank(folder, query, top)  # bad input is caught before the model loads
     perceptor = _perceptor(clip, device, checkpoints_dir, offline)
     result = clip_tools.rank(perceptor, folder, query, top, use_cache=cache,
                              checkpoints=str(checkpoints_dir) if checkpoints_dir else None)
