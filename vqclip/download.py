@@ -119,6 +119,8 @@ def _transfer(url: str, partial: Path, on_progress: Optional[ProgressFn], timeou
             raise _Transient(f"HTTP {e.code}") from None
         raise _Permanent(f"HTTP {e.code}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        if isinstance(getattr(e, "reason", None), socket.gaierror):  # no such host: retrying will not help
+            raise _Permanent(f"cannot resolve host ({e.reason})") from None
         raise _Transient(_reason(e)) from None
     with resp:
         if "text/html" in resp.headers.get("Content-Type", ""):
