@@ -53,6 +53,21 @@ class OutputConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """The fast path's switches (see vqclip.fastpath); `reference()` is the fp32 eager path speed is judged against."""
+
+    precision: str = "auto"  # auto: bf16 autocast of decoder + CLIP on CUDA, fp32 elsewhere; or fp32, bf16
+    channels_last: Optional[bool] = None  # None: where it pays (CUDA)
+    fused_optim: Optional[bool] = None  # None: a fused optimiser step on CUDA
+    compile: bool = False  # torch.compile the decoder and CLIP's image tower: slower first step, faster after
+    checkpoint_pixels: int = 512 * 512  # recompute the high-res decoder blocks above this many pixels; 0: never
+
+    @classmethod
+    def reference(cls) -> "SpeedConfig":
+        return cls(precision="fp32", channels_last=False, fused_optim=False, compile=False, checkpoint_pixels=0)
+
+
+@dataclass
 class Config:
     prompt: str = ""  # "text:weight:stop|text2:weight" (see vqclip.prompts)
     image_prompts: List[str] = field(default_factory=list)  # "path[:weight]"
@@ -69,6 +84,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     cutouts: CutoutConfig = field(default_factory=CutoutConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
 def _project_root() -> Path:
@@ -212,6 +228,10 @@ def validate(cfg: Config) -> None:
     for key, value in floats.items():
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
+    if cfg.speed.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"speed.precision must be auto, fp32 or bf16, got {cfg.speed.precision!r}")
+    if cfg.speed.checkpoint_pixels < 0:
+        raise ConfigError(f"speed.checkpoint_pixels must be 0 (never) or positive, got {cfg.speed.checkpoint_pixels}")
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
     if cfg.story_every < 0:
