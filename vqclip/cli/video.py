@@ -27,7 +27,7 @@ def video(
     need(seconds is None or seconds > 0, f"--seconds must be positive, got {seconds}")
     frames = frame_paths(frames_dir)
     rate = len(frames) / seconds if seconds else (fps or 10)
-    path = out or frames_dir.resolve().with_suffix(".mp4")
+    path = out or frames_dir.resolve().with_name(f"{frames_dir.resolve().name}.mp4")
     for written in assemble(frames, path, rate, gif):
         typer.echo(str(written))
     typer.echo(f"{len(frames)} frames at {rate:g} fps ({len(frames) / rate:.1f} s)", err=True)
