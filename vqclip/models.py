@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import pickle
@@ -22,6 +23,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import CheckpointError, ConfigError, DownloadError, ModelFilesMissing, UsageError
 from .ops import nearest_codes, vector_quantize
@@ -172,6 +174,21 @@ class VQGAN(nn.Module):
         """Token indices [B, h, w] -> latent [B, D, h, w] (what upstream's broken decode_code meant to do)."""
         return F.embedding(codes, self.codebook).movedim(3, 1)
 
+    def set_checkpointing(self, enabled: bool, levels: int = 2) -> None:
+        """Recompute the residual blocks of the decoder's `levels` highest-resolution levels in the backward
+        pass instead of keeping their activations. In taming's Decoder, up[0] runs at full resolution."""
+        for i, level in enumerate(self.decoder.up):
+            for block in level.block:
+                block.__dict__.pop("forward", None)  # back to the class's forward
+                if enabled and i < levels:
+                    block.forward = functools.partial(_checkpointed, type(block).forward.__get__(block))
+
+
+def _checkpointed(forward, *args):
+    if not torch.is_grad_enabled():
+        return forward(*args)
+    return checkpoint(forward, *args, use_reentrant=False)
+
 
 # keys of a taming checkpoint that generation never uses
 _IGNORED_PREFIXES = ("loss.",)
@@ -247,6 +264,11 @@ class Perceptor(nn.Module):
         tokens = self.tokenizer(list(texts)).to(self.mean.device)
         return self.model.encode_text(tokens).float()
 
+    def compile_image_tower(self) -> None:
+        """torch.compile open_clip's image tower (the part run every step); idempotent."""
+        if not hasattr(self.model.visual, "_orig_mod"):
+            self.model.visual = torch.compile(self.model.visual)
+
     def count_tokens(self, text: str) -> int:
         """Number of BPE tokens (with start/end) the text needs; CLIP truncates past its context length."""
         encode = getattr(self.tokenizer, "encode", None)
@@ -308,6 +330,11 @@ def _open_clip():
     import open_clip
 
     return open_clip
+
+
+def register_clip_architectures(folder: str | os.PathLike) -> None:
+    """Make open_clip model configs (*.json) in folder loadable by name, e.g. as `NAME:random`."""
+    _open_clip().add_model_config(Path(folder))
 
 
 def check_clip(spec: str | ClipSpec) -> tuple[ClipSpec, Optional[str]]:

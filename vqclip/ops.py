@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -46,9 +48,17 @@ def clamp_with_grad(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 def nearest_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the nearest codebook row for each vector of z [..., D]."""
     flat = z.reshape(-1, z.shape[-1])
-    # ||z||^2 - 2 z.c + ||c||^2; the first term is constant per row so argmin ignores it
-    d = codebook.pow(2).sum(1) - 2 * flat @ codebook.T
+    # in fp32 even under autocast: bf16 distances would pick the wrong neighbour for close codes
+    with _no_autocast(z.device):
+        # ||z||^2 - 2 z.c + ||c||^2; the first term is constant per row so argmin ignores it
+        d = codebook.float().pow(2).sum(1) - 2 * flat.float() @ codebook.float().T
     return d.argmin(dim=1).view(z.shape[:-1])
+
+
+def _no_autocast(device: torch.device):
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def vector_quantize(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

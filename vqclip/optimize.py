@@ -14,14 +14,16 @@ import torch
 import torch.nn.functional as F
 
 from .cutouts import make_cutouts
+from .fastpath import REFERENCE, FastPath
 from .models import VQGAN, Perceptor
 from .ops import clamp_with_grad
 from .prompts import PromptLoss
 
+# extra keyword arguments (e.g. fused=True) come from the fast path
 OPTIMIZERS = {
-    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
+    "adam": lambda params, lr, wd, **kw: torch.optim.Adam(params, lr=lr, weight_decay=wd, **kw),
+    "adamw": lambda params, lr, wd, **kw: torch.optim.AdamW(params, lr=lr, weight_decay=wd, **kw),
+    "sgd": lambda params, lr, wd, **kw: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd, **kw),
 }
 
 
@@ -54,6 +56,7 @@ class LoopSettings:
     cut_pow: float = 1.0
     augments: Sequence[str] = ("flip", "affine", "noise")
     init_weight: float = 0.0
+    fast: FastPath = REFERENCE  # precision and layout switches, resolved for the device
 
 
 def random_latent(vqgan: VQGAN, height: int, width: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -65,9 +68,11 @@ def random_latent(vqgan: VQGAN, height: int, width: int, generators: Sequence[to
     return vqgan.codes_to_latent(codes)
 
 
-def synth(vqgan: VQGAN, z: torch.Tensor) -> torch.Tensor:
+def synth(vqgan: VQGAN, z: torch.Tensor, fast: FastPath = REFERENCE) -> torch.Tensor:
     """Latent -> image in [0, 1], differentiable through the quantiser and the clamp."""
-    return clamp_with_grad(vqgan.decode_quantized(z).add(1).div(2), 0, 1)
+    with fast.autocast(z.device, fast.decoder_bf16):
+        image = vqgan.decode_quantized(z)
+    return clamp_with_grad(image.float().add(1).div(2), 0, 1)
 
 
 def score(image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings,
@@ -78,7 +83,9 @@ def score(image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings,
     for guide in guides:
         p = guide.perceptor
         crops = make_cutouts(image, p.input_size, s.cutn, s.cut_pow, s.augments, generators)
-        embeds = p.encode_image(crops).float().view(b, s.cutn, -1)
+        with s.fast.autocast(image.device, s.fast.clip_bf16):
+            embeds = p.encode_image(crops)
+        embeds = embeds.float().view(b, s.cutn, -1)
         for i in range(b):
             for target in guide.targets[i]:
                 total[i] = total[i] + target(embeds[i])
@@ -94,14 +101,14 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
     """
     z = z.detach().clone().requires_grad_(True)
     z_orig = z.detach().clone() if z_orig is None else z_orig
-    opt = OPTIMIZERS[s.optimizer]([z], s.lr, s.weight_decay)
+    opt = OPTIMIZERS[s.optimizer]([z], s.lr, s.weight_decay, **s.fast.optimizer_kwargs())
     book = vqgan.codebook
     z_min = book.min(dim=0).values.view(1, -1, 1, 1)
     z_max = book.max(dim=0).values.view(1, -1, 1, 1)
     for i in range(s.steps):
         guides = schedule.get(i, guides) if schedule else guides
         opt.zero_grad(set_to_none=True)
-        image = synth(vqgan, z)
+        image = synth(vqgan, z, s.fast)
         loss = score(image, guides, s, generators)
         if s.init_weight:
             loss = loss + s.init_weight * F.mse_loss(z, z_orig, reduction="none").mean(dim=(1, 2, 3))
@@ -112,5 +119,5 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
         with torch.no_grad():
             z.copy_(torch.maximum(torch.minimum(z, z_max), z_min))
     with torch.no_grad():
-        image = synth(vqgan, z)
+        image = synth(vqgan, z, s.fast)
         yield Step(s.steps, image, score(image, guides, s, generators), final=True, extras={"z": z.detach()})

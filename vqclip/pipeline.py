@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
+from . import fastpath
 from .config import Config
 from .errors import ConfigError, DeviceError, ImageError
 from .models import VQGAN, Perceptor, VQGANSpec, check_clip, load_clip, load_vqgan, read_vqgan_yaml
@@ -161,8 +162,10 @@ def embed_prompts(perceptor: Perceptor, prompts: Sequence[Prompt],
     return losses
 
 
-def settings(cfg: Config) -> LoopSettings:
-    return LoopSettings(steps=cfg.steps, lr=cfg.optim.lr, optimizer=cfg.optim.name,
+def settings(cfg: Config, device: Optional[torch.device] = None) -> LoopSettings:
+    """The loop's settings; with a device, the fast path is resolved for it (without, the fp32 reference)."""
+    fast = fastpath.resolve(cfg.speed, device, cfg.width, cfg.height) if device is not None else fastpath.REFERENCE
+    return LoopSettings(fast=fast, steps=cfg.steps, lr=cfg.optim.lr, optimizer=cfg.optim.name,
                         weight_decay=cfg.optim.weight_decay, cutn=cfg.cutouts.cutn, cut_pow=cfg.cutouts.cut_pow,
                         augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight)
 
@@ -188,7 +191,9 @@ def generate_batch(cfg: Config, plan: Plan, models: Models, device: torch.device
         z = models.vqgan.encode(image * 2 - 1).expand(len(seeds), -1, -1, -1).contiguous()
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
-    yield from optimize(models.vqgan, guides, z, settings(cfg), generators, schedule=schedule)
+    s = settings(cfg, device)
+    fastpath.prepare(models.vqgan, models.perceptors, s.fast)
+    yield from optimize(models.vqgan, guides, z, s, generators, schedule=schedule)
 
 
 def generate(cfg: Config, models: Optional[Models] = None, device: Optional[torch.device] = None) -> Iterator[Step]:
