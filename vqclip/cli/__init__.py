@@ -7,6 +7,7 @@ from . import batch  # noqa: F401
 from . import video  # noqa: F401
 from . import animate  # noqa: F401
 from . import clip_tools  # noqa: F401
+from . import bench  # noqa: F401
 
 
 def main() -> None:

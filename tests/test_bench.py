@@ -1,0 +1,192 @@
+"""vqclip bench and the fast path: the benchmark's figures, the FLOP counter, cutouts, bf16 and checkpointing."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from vqclip import fastpath
+from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench
+from vqclip.cli import app
+from vqclip.config import SpeedConfig
+from vqclip.cutouts import apply_crops, oversample
+from vqclip.optimize import synth
+from vqclip.pipeline import embed_prompts
+from vqclip.prompts import parse_prompts
+
+KEYS = ["config", "device", "s_per_step_median", "steps_per_s", "images_per_hour", "peak_memory_bytes",
+        "tflops_achieved", "quality_ratio", "s_per_step_p10", "s_per_step_p90", "time_to_first_step_s",
+        "flops_per_step", "versions"]
+
+
+def test_bench_smoke_cli_writes_sane_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--smoke", "--steps", "3", "--json", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "s/step median" in result.stdout and "quality ratio" in result.stdout
+    r = json.loads(out.read_text())
+    assert all(k in r for k in KEYS)
+    assert r["config"] == "smoke" and r["device"].startswith("cpu") and r["steps"] == 3
+    assert 0 < r["s_per_step_p10"] <= r["s_per_step_median"] <= r["s_per_step_p90"]
+    assert math.isclose(r["steps_per_s"], 1 / r["s_per_step_median"])
+    assert math.isclose(r["images_per_hour"], 3600 / (500 * r["s_per_step_median"]))
+    assert math.isclose(r["tflops_achieved"], r["flops_per_step"] / r["s_per_step_median"] / 1e12)
+    assert r["flops_per_step"] > 1e8 and r["peak_memory_bytes"] > 1e7 and r["time_to_first_step_s"] > 0
+    # on the CPU the default fast path is the reference path, so the guard compares a path with itself
+    assert r["fast_path"] == {k: False for k in r["fast_path"]}
+    assert r["loss_drop"] == r["reference_loss_drop"]
+    assert r["versions"]["torch"] == torch.__version__
+
+
+def test_bench_unknown_config_is_one_line():
+    result = CliRunner().invoke(app, ["bench", "--config", "XL", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "unknown bench config 'XL'" in result.output and "CPU, L, M, M2, S, S8" in result.output
+
+
+def test_quality_guard_compares_bf16_with_the_reference():
+    """A path other than the reference runs both and reports the ratio of their loss drops."""
+    opts = BenchOptions(smoke=True, steps=2, quality_steps=10, speed=SpeedConfig(precision="bf16"))
+    r = run_bench(opts, torch.device("cpu"))
+    assert r["fast_path"]["decoder_bf16"] and r["fast_path"]["clip_bf16"]
+    assert r["reference_loss_drop"] > 0, "the reference path must make progress for the ratio to mean anything"
+    assert math.isclose(r["quality_ratio"], r["loss_drop"] / r["reference_loss_drop"])
+    assert r["quality_pass"] == (r["quality_ratio"] >= 0.95)
+
+
+def test_flop_counter_matches_a_hand_count():
+    """fwd + bwd of a conv and a linear layer with frozen weights: the backward computes input gradients only."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False).requires_grad_(False)
+    lin = torch.nn.Linear(8 * 6 * 6, 10, bias=False).requires_grad_(False)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    flops = flops_of(lambda: lin(conv(x).flatten(1)).sum().backward())
+    conv_fwd = 2 * (2 * 8 * 6 * 6) * (3 * 3 * 3)  # 2 per multiply-add, per output element, per tap
+    lin_fwd = 2 * 2 * (8 * 6 * 6) * 10
+    assert flops == 2 * (conv_fwd + lin_fwd)  # input-gradient passes cost what the forward passes did
+
+
+def _pixel_theta(x0, y0, c, w, h):
+    """The crop matrix of a square box of c pixels at (x0, y0), in align_corners=False coordinates."""
+    t = torch.zeros(2, 3)
+    t[0, 0], t[1, 1] = c / w, c / h
+    t[0, 2], t[1, 2] = (2 * x0 + c) / w - 1, (2 * y0 + c) / h - 1
+    return t
+
+
+def _reference_crop(image, x0, y0, c, cut, k):
+    """One crop on its own: slice the box, resize it to k*cut bilinearly, average-pool by k."""
+    crop = image[None, :, y0:y0 + c, x0:x0 + c]
+    crop = F.interpolate(crop, size=(cut * k, cut * k), mode="bilinear", align_corners=False)
+    return F.avg_pool2d(crop, k)[0] if k > 1 else crop[0]
+
+
+def test_batched_cutouts_match_per_crop_reference():
+    torch.manual_seed(0)
+    h = w = 48
+    cut = 8
+    k = oversample(h, w, cut)
+    images = torch.rand(2, 3, h, w)
+    boxes = [[(4, 6, 16), (10, 3, 24), (0, 0, 48), (5, 2, 40)], [(20, 20, 24), (1, 8, 32), (7, 7, 16), (0, 0, 48)]]
+    theta = torch.stack([torch.stack([_pixel_theta(x, y, c, w, h) for x, y, c in bs]) for bs in boxes])
+    crops = apply_crops(images, theta, cut)
+    assert crops.shape == (8, 3, cut, cut)
+    for b, bs in enumerate(boxes):
+        for j, (x, y, c) in enumerate(bs):
+            got, want = crops[b * len(bs) + j], _reference_crop(images[b], x, y, c, cut, k)
+            if c >= cut * k:  # no upsampling: every sample lies inside the box, the crops agree everywhere
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            else:  # upsampled: the outermost samples differ (neighbouring pixels vs clamped edge) by design
+                torch.testing.assert_close(got[:, 1:-1, 1:-1], want[:, 1:-1, 1:-1], atol=1e-5, rtol=1e-5)
+                assert (got - want).abs().max() < 0.5
+
+
+def _grad(models, z, guides, fast):
+    z = z.clone().requires_grad_(True)
+    image = synth(models.vqgan, z, fast)
+    loss = 0
+    for guide in guides:
+        crops = apply_crops(image, fixed_views(1).to(image), guide.perceptor.input_size)
+        with fast.autocast(z.device, fast.clip_bf16):
+            embeds = guide.perceptor.encode_image(crops)
+        loss = loss + sum(t(embeds.float()) for t in guide.targets).sum()
+    loss.backward()
+    return z.grad.flatten()
+
+
+def test_bf16_and_fp32_gradients_point_the_same_way():
+    """Fixed crops, same latent: the bf16 autocast path's gradient has cosine > 0.99 with fp32's (CPU autocast)."""
+    models = build_models(SMOKE, torch.device("cpu"))
+    guides = [[embed_prompts(models.perceptors[0], parse_prompts("a red circle"))]]
+    z = torch.randn(1, 32, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.25
+    guides = [type("G", (), {"perceptor": models.perceptors[0], "targets": guides[0][0]})()]
+    ref = _grad(models, z, guides, fastpath.REFERENCE)
+    bf16 = _grad(models, z, guides, fastpath.FastPath(decoder_bf16=True, clip_bf16=True))
+    assert not torch.equal(ref, bf16), "autocast changed nothing: the bf16 path was not exercised"
+    assert F.cosine_similarity(ref, bf16, dim=0) > 0.99
+
+
+def test_checkpointing_keeps_gradients_and_saves_memory():
+    models = build_models(SMOKE, torch.device("cpu"))
+    vqgan = models.vqgan
+    z = torch.randn(1, 32, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.25
+
+    def run():
+        saved = []
+        zz = z.clone().requires_grad_(True)
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            image = synth(vqgan, zz)
+        image.square().sum().backward()
+        return zz.grad, sum(saved)
+
+    plain_grad, plain_saved = run()
+    vqgan.set_checkpointing(True)
+    ckpt_grad, ckpt_saved = run()
+    vqgan.set_checkpointing(False)
+    again_grad, again_saved = run()
+    torch.testing.assert_close(ckpt_grad, plain_grad)
+    assert ckpt_saved < 0.8 * plain_saved
+    assert again_saved == plain_saved  # switching it off restores the plain forward
+
+
+def test_fast_path_resolution():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fastpath.resolve(SpeedConfig(), cpu, 128, 128) == fastpath.REFERENCE
+    assert fastpath.resolve(SpeedConfig.reference(), cpu, 2048, 2048) == fastpath.REFERENCE
+    assert fastpath.resolve(SpeedConfig(), cpu, 1024, 1024).checkpoint
+    assert not fastpath.resolve(SpeedConfig(), cpu, 512, 512).checkpoint
+    fast = fastpath.resolve(SpeedConfig(), cuda, 256, 256)
+    assert fast.channels_last and fast.fused_optim
+    assert fastpath.resolve(SpeedConfig(precision="fp32"), cuda, 256, 256).decoder_bf16 is False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_host_sync_inside_a_step():
+    from vqclip.optimize import optimize, random_latent
+    from vqclip.pipeline import settings
+    from vqclip.bench import run_config
+
+    device = torch.device("cuda")
+    models = build_models(SMOKE, device)
+    cfg, plan = run_config(SMOKE, 4, SpeedConfig())
+    gens = [torch.Generator(device=device).manual_seed(0)]
+    guides = [type("G", (), {"perceptor": p, "targets": [embed_prompts(p, plan.prompts)]})() for p in models.perceptors]
+    steps = optimize(models.vqgan, guides, random_latent(models.vqgan, 32, 32, gens), settings(cfg, device), gens)
+    next(steps)  # the first step may sync (lazy init)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        next(steps), next(steps)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_smoke_on_cuda_uses_the_fast_path():
+    r = run_bench(BenchOptions(smoke=True, steps=3, quality_steps=4), torch.device("cuda"))
+    assert r["fast_path"]["decoder_bf16"] and r["fast_path"]["fused_optim"]
+    assert r["peak_memory_bytes"] > 0 and r["quality_ratio"] is not None

@@ -1,0 +1,44 @@
+"""`vqclip bench`: time the generate loop on random-weight models of the real architectures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm.auto import tqdm
+from typing_extensions import Annotated
+
+from ..bench import BenchOptions, run_bench, table
+from ..pipeline import pick_device
+from .common import Debug, app, command
+
+
+@app.command()
+@command
+def bench(
+    config: Annotated[Optional[str], typer.Option(help="S, S8, M, M2, L or CPU (default: S on CUDA, CPU otherwise).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Timed steps (after warm-up).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+    reference: Annotated[bool, typer.Option("--reference", help="Time the fp32 eager reference path.")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the decoder and CLIP.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny models: checks that everything runs, in seconds.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    debug: Debug = False,
+):
+    """Benchmark speed (s/step, images/hour, memory, TFLOP/s) with a quality guard beside each figure."""
+    dev = pick_device(device)
+    options = BenchOptions(config=config, steps=steps, reference=reference, compile=compile_, smoke=smoke)
+    with tqdm(desc="bench", unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        def on_step(i: int, total: int) -> None:
+            bar.total = total
+            bar.update(1)
+
+        result = run_bench(options, dev, on_step)
+    typer.echo(table(result))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        typer.echo(f"figures written to {json_path}", err=True)
