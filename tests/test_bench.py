@@ -39,6 +39,7 @@ def test_bench_smoke_cli_writes_sane_json(tmp_path):
     assert r["fast_path"] == {k: False for k in r["fast_path"]}
     assert r["loss_drop"] == r["reference_loss_drop"]
     assert r["versions"]["torch"] == torch.__version__
+    assert r["cpu_s_per_step_median"] > 0 and r["load_average_1m"] >= 0
 
 
 def test_bench_unknown_config_is_one_line():

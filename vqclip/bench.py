@@ -112,6 +112,7 @@ class StepTimer:
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.marks: list = []
+        self.cpu_marks: list[float] = []  # process CPU time: less disturbed by other processes than wall time
 
     def mark(self) -> None:
         if self.cuda:
@@ -120,6 +121,10 @@ class StepTimer:
             self.marks.append(ev)
         else:
             self.marks.append(time.perf_counter())
+            self.cpu_marks.append(time.process_time())
+
+    def cpu_seconds(self) -> list[float]:
+        return [b - a for a, b in zip(self.cpu_marks, self.cpu_marks[1:])]
 
     def seconds(self) -> list[float]:
         if self.cuda:
@@ -301,6 +306,8 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
         "peak_memory_bytes": peak,
         "flops_per_step": flops, "tflops_achieved": flops / median / 1e12,
     }
+    if timer.cpu_marks:  # CPU seconds of all threads; on a quiet machine about threads x wall time
+        result["cpu_s_per_step_median"] = statistics.median(timer.cpu_seconds()[warmup:])
     result.update(quality(bc, models, speed, device, qsteps, list(range(o.quality_seeds))))
     result.update(environment(device))
     return result
@@ -345,6 +352,7 @@ def table(r: dict) -> str:
                            f"{ratio:.3f} ({'pass' if r['quality_pass'] else 'FAIL'}, >= 0.95 needed)")),
     ]
     if "load_average_1m" in r:
+        rows.append(("CPU time/step (all threads)", f"{r['cpu_s_per_step_median']:.3f} s"))
         rows.append(("load average (1 min)", f"{r['load_average_1m']:.2f}"))
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)))
     width = max(len(k) for k, _ in rows)
