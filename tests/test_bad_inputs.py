@@ -197,9 +197,17 @@ def _truncated_ckpt(folder, source):
     return path
 
 
-def _garbage_ckpt(folder):
+def _garbage_ckpt(folder, seed):
+    import random
+
     path = folder / "garbage.ckpt"
-    path.write_bytes(os.urandom(4096))
+    path.write_bytes(random.Random(seed).randbytes(4096))  # read as pickle opcodes, each seed fails its own way
+    return path
+
+
+def _bytes_ckpt(folder, data):
+    path = folder / "bytes.ckpt"
+    path.write_bytes(data)
     return path
 
 
@@ -211,11 +219,12 @@ def _empty_ckpt(folder):
 
 @pytest.mark.parametrize("make, fragment", [
     (lambda d, src: _truncated_ckpt(d, src), "is corrupt or truncated"),
-    (lambda d, src: _garbage_ckpt(d), "is corrupt or truncated"),
+    *[(lambda d, src, seed=seed: _garbage_ckpt(d, seed), "is corrupt or truncated") for seed in range(6)],
+    (lambda d, src: _bytes_ckpt(d, b"\x80\xbf" + bytes(64)), "is corrupt or truncated"),  # torch warns, then fails
     (lambda d, src: _empty_ckpt(d), "is corrupt or truncated"),
     (lambda d, src: _mismatched_ckpt(d), "does not fit its config"),
     (lambda d, src: _tensorless_ckpt(d), "holds no state dict of tensors"),
-], ids=["truncated", "garbage", "empty", "yaml-ckpt-mismatch", "no-tensors"])
+], ids=["truncated", *[f"garbage{seed}" for seed in range(6)], "unknown-protocol", "empty", "yaml-ckpt-mismatch", "no-tensors"])
 def test_bad_checkpoint_is_one_line_and_writes_nothing(make, fragment, tiny_args, tiny_models, tmp_path):
     ckpt = make(tmp_path, tiny_models["ckpt"])
     result = runner.invoke(app, ["generate", "x", *tiny_args, "--vqgan-ckpt", str(ckpt)])

@@ -14,6 +14,8 @@ import functools
 import io
 import os
 import pickle
+import struct
+import warnings
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -56,7 +58,9 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{what} {path} is corrupt or truncated ({e}); download it again") from None
     try:
-        with torch.serialization.safe_globals(_LIGHTNING_GLOBALS):
+        # a corrupt file can make torch warn (e.g. about an unknown pickle protocol) before it fails
+        with torch.serialization.safe_globals(_LIGHTNING_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "not an allowed global" in str(e) or "GLOBAL" in str(e):
@@ -64,7 +68,10 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
                 f"{what} {path} was refused: it pickles Python objects beyond tensors "
                 f"({_first_line(e)}), and loading it could run arbitrary code; use a trusted file") from None
         raise CheckpointError(f"{what} {path} is corrupt or truncated ({_first_line(e)}); download it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            # random bytes read as pickle opcodes fail in many more ways
+            IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError, MemoryError,
+            struct.error) as e:
         raise CheckpointError(f"{what} {path} is corrupt or truncated ({_first_line(e)}); download it again") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         ckpt = ckpt["state_dict"]
