@@ -34,7 +34,7 @@ from .prompts import parse_prompts
 ARCHITECTURES = Path(__file__).resolve().parent / "architectures"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 IMAGES_PER_HOUR_STEPS = 500  # images/hour assumes runs of this many steps
-CODEBOOK_STD = 0.25
+CODEBOOK_STD = 0.05
 
 
 @dataclass(frozen=True)
