@@ -6,8 +6,8 @@ the FastPath; nothing else in vqclip decides about precision or memory layout.
 
 Why each default is what it is:
 - bf16, never fp16: the taming decoder's activations overflow fp16's range. Only on CUDA by default: on the
-  CPU, autocast bf16 of CLIP measured 3-4x slower than fp32 (attention and layer norms fall back to slow
-  kernels), so the CPU path stays fp32 unless asked.
+  CPU, autocast bf16 of CLIP measured 2-3x slower than fp32 (attention and layer norms fall back to slow
+  kernels), so the CPU path stays fp32 unless asked (figures in BENCHMARKS.md).
 - channels_last pays on tensor-core convolutions (CUDA); on the CPU it measured no faster for this decoder.
 - Activation checkpointing trades ~1/3 more decoder compute for not keeping the full-resolution blocks'
   activations, which dominate memory from 1024x1024 on.
