@@ -30,4 +30,6 @@ def tiny_args(tiny_models, tmp_path):
 def _isolated(monkeypatch, tmp_path):
     """Every user path points into a tmp dir."""
     monkeypatch.setenv("VQCLIP_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    # --offline sets this for the whole process; monkeypatch removes it again after each test
+    monkeypatch.delenv("VQCLIP_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)

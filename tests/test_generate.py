@@ -151,3 +151,14 @@ def test_straight_through_gradient_reaches_z_through_decoder_and_clip(tiny_model
     loss = score(synth(vqgan, z), [guide], LoopSettings(steps=1, cutn=2), [torch.Generator().manual_seed(0)])
     loss.sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_usage_errors_from_the_real_entry_point_are_one_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vqclip", "generate", "x", "--steps", "abc"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--steps'")

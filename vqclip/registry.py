@@ -52,7 +52,7 @@ VQGAN_MODELS = {e.name: e for e in [
 ]}
 
 # vqclip's own CLIP names; anything else goes to open_clip as it is
-CLIP_ALIASES = {"toy": "toy/clip"}
+CLIP_ALIASES = {"toy": "clip"}  # relative to the bundled toy folder
 
 DEFAULT_CLIP_TAGS = {"ViT-B-32-quickgelu": "openai"}
 
@@ -153,5 +153,5 @@ def _verify(name: str, config: Path, weights: Path, base: Path) -> Path:
 def resolve_clip(spec: str) -> str:
     """Expand vqclip's CLIP aliases (e.g. `toy`) to open_clip local-dir specs; other specs pass through."""
     if spec in CLIP_ALIASES:
-        return f"local-dir:{bundled_dir().parent / CLIP_ALIASES[spec]}"
+        return f"local-dir:{bundled_dir() / CLIP_ALIASES[spec]}"
     return spec

@@ -50,8 +50,8 @@ def setup_logging() -> None:
         log.addHandler(handler)
         log.propagate = False
         log.setLevel(logging.INFO)
-    # third-party chatter (open_clip logs through the root logger) stays quiet unless it is an error
-    logging.basicConfig(level=logging.ERROR)
+    # third-party chatter (open_clip logs through the root logger, even for errors vqclip reports itself)
+    logging.basicConfig(level=logging.CRITICAL)
 
 
 def set_offline(offline: bool) -> None:
@@ -81,6 +81,9 @@ def command(fn):
             if debug:
                 raise
             raise fail(str(e), e.exit_code) from None
+        except BrokenPipeError:  # `vqclip models list | head`: the reader left, nothing to report
+            sys.stderr = open(os.devnull, "w")
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             if debug:
                 raise
