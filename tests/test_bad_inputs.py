@@ -229,7 +229,6 @@ def test_other_commands_bad_input(case, argv, code, fragment, files, tiny_models
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="batch does not check --out before it starts: unexpected FileExistsError")
 def test_batch_out_is_a_file(files, tiny_models, tiny_args, tmp_path, no_model_loads):
     argv = _argv(["batch", "{in}/prompts.txt", "{T}", "--out", "{in}/a_file"], files, tiny_models, tiny_args)
     _assert_one_line_error(runner.invoke(app, argv), 1, "is a file, not a folder")

@@ -9,6 +9,7 @@ from typing_extensions import Annotated
 
 from ..animate import Motion, run_animation
 from ..errors import UsageError
+from ..outputs import check_writable
 from ..pipeline import check, load_models, pick_device
 from ..session import Interrupted
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
@@ -59,6 +60,7 @@ def animate(
         "model.checkpoints_dir": str(checkpoints_dir) if checkpoints_dir else None,
     }
     cfg = config_from_options(prompt, preset, None, set_, options)
+    check_writable(cfg.output.dir)
     motion = Motion(zoom, rotate, pan)
     plan = check(cfg)
     dev = pick_device(cfg.device)

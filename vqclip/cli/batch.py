@@ -10,6 +10,7 @@ from typing_extensions import Annotated
 
 from ..batch import ModelCache, close_shard, default_batch_size, init_shard, plan_jobs, rank_device, run_batch
 from ..jobs import read_jobs
+from ..outputs import check_writable
 from ..pipeline import pick_device
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
 from .generate import config_from_options
@@ -52,6 +53,7 @@ def batch(
         "output.gif": gif, "output.fps": fps, "story_every": story_every, "device": device,
         "model.checkpoints_dir": str(checkpoints_dir) if checkpoints_dir else None,
     }
+    check_writable(out)
     base = config_from_options(None, preset, None, set_, options)
     base.seed = None  # seeds are per job (SEED+k), see plan_jobs
     planned = plan_jobs(read_jobs(file), base, seed)  # every line is checked before a model loads
