@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import typer
 from typing_extensions import Annotated
@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..outputs import check_writable
 from ..pipeline import check, load_models, pick_device
 from ..session import Interrupted
+from . import options as o
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
 from .generate import config_from_options
 from .progress import StepBar
@@ -20,28 +21,28 @@ from .progress import StepBar
 @app.command()
 @command
 def animate(
-    prompt: Annotated[Optional[str], typer.Argument(help='Prompts "text[:weight[:stop]]", several joined by |.')] = None,
+    prompt: o.Prompt = None,
     frames: Annotated[int, typer.Option(min=1, help="Frames of the animation.")] = 60,
     steps_per_frame: Annotated[int, typer.Option(min=1, help="Steps for each frame after the first (the first runs --steps).")] = 10,
     zoom: Annotated[float, typer.Option(help="Scale per frame: >1 zooms in, <1 out.")] = 1.02,
     rotate: Annotated[float, typer.Option(help="Degrees per frame, counter-clockwise.")] = 0.0,
     pan: Annotated[Tuple[float, float], typer.Option(help="Pixels per frame the picture moves: right, down.")] = (0.0, 0.0),
     save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Also save every frame as a PNG.")] = False,
-    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN registry name, or a taming yaml.")] = None,
-    vqgan_ckpt: Annotated[Optional[str], typer.Option(help="Checkpoint for a yaml given by --vqgan.")] = None,
-    clip: Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/path] or local-dir:DIR; repeatable.")] = None,
-    size: Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")] = None,
+    vqgan: o.Vqgan = None,
+    vqgan_ckpt: o.VqganCkpt = None,
+    clip: o.Clip = None,
+    size: o.Size = None,
     steps: Annotated[Optional[int], typer.Option(help="Steps of the first frame.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (drawn and recorded when not given).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.")] = None,
-    init_image: Annotated[Optional[str], typer.Option(help="Start from this image.")] = None,
-    init_weight: Annotated[Optional[float], typer.Option(help="Pull each frame towards its warped start.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="Output folder.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Video frame rate.")] = None,
-    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write a gif.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    seed: o.Seed = None,
+    lr: o.Lr = None,
+    cutn: o.Cutn = None,
+    init_image: o.InitImage = None,
+    init_weight: o.InitWeight = None,
+    out: o.Out = None,
+    name: o.Name = None,
+    fps: o.Fps = None,
+    gif: o.Gif = None,
+    device: o.Device = None,
     preset: Presets = None,
     set_: Sets = None,
     checkpoints_dir: CheckpointsDir = None,
@@ -52,13 +53,7 @@ def animate(
     set_offline(offline)
     if prompt is None:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
-    options = {
-        "model.vqgan": vqgan, "model.vqgan_ckpt": vqgan_ckpt, "model.clip": clip or None,
-        "width": size[0] if size else None, "height": size[1] if size else None, "steps": steps, "seed": seed,
-        "optim.lr": lr, "cutouts.cutn": cutn, "init_image": init_image, "init_weight": init_weight,
-        "output.dir": out, "output.name": name, "output.fps": fps, "output.gif": gif, "device": device,
-        "model.checkpoints_dir": str(checkpoints_dir) if checkpoints_dir else None,
-    }
+    options = o.config_options(locals())
     cfg = config_from_options(prompt, preset, None, set_, options)
     check_writable(cfg.output.dir)
     motion = Motion(zoom, rotate, pan)

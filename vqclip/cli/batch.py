@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -12,6 +12,7 @@ from ..batch import ModelCache, close_shard, default_batch_size, init_shard, pla
 from ..jobs import read_jobs
 from ..outputs import check_writable
 from ..pipeline import pick_device
+from . import options as o
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
 from .generate import config_from_options
 from .progress import StepBar
@@ -24,19 +25,19 @@ def batch(
     out: Annotated[str, typer.Option(help="Output folder: one subfolder per prompt, manifest.jsonl, contact_sheet.png.")] = "outputs/batch",
     batch_size: Annotated[Optional[int], typer.Option(help="Images optimised together (default: 1 on CPU, by free memory on CUDA).")] = None,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help="Write a contact sheet of the results.")] = True,
-    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN registry name, or a taming yaml.")] = None,
-    vqgan_ckpt: Annotated[Optional[str], typer.Option(help="Checkpoint for a yaml given by --vqgan.")] = None,
-    clip: Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/path] or local-dir:DIR; repeatable.")] = None,
-    size: Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.")] = None,
+    vqgan: o.Vqgan = None,
+    vqgan_ckpt: o.VqganCkpt = None,
+    clip: o.Clip = None,
+    size: o.Size = None,
+    steps: o.Steps = None,
     seed: Annotated[Optional[int], typer.Option(help="Job k without its own seed gets SEED+k (default: drawn).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.")] = None,
-    save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps (0: none).")] = None,
-    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write a progress mp4 per prompt.")] = None,
-    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write a progress gif.")] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Video frame rate.")] = None,
-    story_every: Annotated[Optional[int], typer.Option(help='Story mode: "a^b^c" switches prompt every N steps.')] = None,
+    lr: o.Lr = None,
+    cutn: o.Cutn = None,
+    save_every: o.SaveEvery = None,
+    video: o.Video = None,
+    gif: o.Gif = None,
+    fps: o.Fps = None,
+    story_every: o.StoryEvery = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (under torchrun: each rank's GPU).")] = None,
     preset: Presets = None,
     set_: Sets = None,
@@ -46,13 +47,7 @@ def batch(
 ):
     """Generate an image for every prompt in FILE; rerun the same command to resume. Prints each image's path."""
     set_offline(offline)
-    options = {
-        "model.vqgan": vqgan, "model.vqgan_ckpt": vqgan_ckpt, "model.clip": clip or None,
-        "width": size[0] if size else None, "height": size[1] if size else None, "steps": steps, "optim.lr": lr,
-        "cutouts.cutn": cutn, "output.dir": out, "output.save_every": save_every, "output.video": video,
-        "output.gif": gif, "output.fps": fps, "story_every": story_every, "device": device,
-        "model.checkpoints_dir": str(checkpoints_dir) if checkpoints_dir else None,
-    }
+    options = o.config_options(locals())
     check_writable(out)
     base = config_from_options(None, preset, None, set_, options)
     base.seed = None  # seeds are per job (SEED+k), see plan_jobs

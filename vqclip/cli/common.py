@@ -124,10 +124,6 @@ class sigterm_as_interrupt:
         return False
 
 
-def parse_list(value: Optional[str]) -> Optional[list[str]]:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
 def need(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -16,7 +15,8 @@ from ..outputs import check_writable, read_png_metadata
 from ..pipeline import check, load_models, pick_device
 from ..hub import ensure_vqgan
 from ..session import Interrupted, run
-from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, parse_list, set_offline, \
+from . import options as o
+from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, \
     sigterm_as_interrupt
 from .models import DownloadBar
 from .progress import StepBar
@@ -45,29 +45,29 @@ def config_from_options(prompt: Optional[str], presets, from_png: Optional[Path]
 @app.command()
 @command
 def generate(
-    prompt: Annotated[Optional[str], typer.Argument(help='Prompts "text[:weight[:stop]]", several joined by |.')] = None,
-    vqgan: Annotated[Optional[str], typer.Option(help="VQGAN registry name, or a taming yaml.")] = None,
-    vqgan_ckpt: Annotated[Optional[str], typer.Option(help="Checkpoint for a yaml given by --vqgan.")] = None,
-    clip: Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/path] or local-dir:DIR; repeatable.")] = None,
-    size: Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.")] = None,
-    story_every: Annotated[Optional[int], typer.Option(help='Story mode: "a^b^c" switches prompt every N steps.')] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (drawn and recorded when not given).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.")] = None,
-    cutn: Annotated[Optional[int], typer.Option(help="Cutouts per step.")] = None,
-    cut_pow: Annotated[Optional[float], typer.Option(help="Cutout size power.")] = None,
-    augments: Annotated[Optional[str], typer.Option(help="Comma-separated augmentations, e.g. flip,affine,noise.")] = None,
-    init_image: Annotated[Optional[str], typer.Option(help="Start from this image.")] = None,
-    init_weight: Annotated[Optional[float], typer.Option(help="Pull towards the init image's latent.")] = None,
-    image_prompt: Annotated[Optional[List[str]], typer.Option(help="Image prompt path[:weight]; repeatable.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="Output folder.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run folder name.")] = None,
-    save_every: Annotated[Optional[int], typer.Option(help="Save a frame every N steps (0: none).")] = None,
-    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write a progress mp4.")] = None,
-    gif: Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write a progress gif.")] = None,
-    fps: Annotated[Optional[int], typer.Option(help="Video frame rate.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    prompt: o.Prompt = None,
+    vqgan: o.Vqgan = None,
+    vqgan_ckpt: o.VqganCkpt = None,
+    clip: o.Clip = None,
+    size: o.Size = None,
+    steps: o.Steps = None,
+    story_every: o.StoryEvery = None,
+    seed: o.Seed = None,
+    lr: o.Lr = None,
+    optimizer: o.Optimizer = None,
+    cutn: o.Cutn = None,
+    cut_pow: o.CutPow = None,
+    augments: o.Augments = None,
+    init_image: o.InitImage = None,
+    init_weight: o.InitWeight = None,
+    image_prompt: o.ImagePrompt = None,
+    out: o.Out = None,
+    name: o.Name = None,
+    save_every: o.SaveEvery = None,
+    video: o.Video = None,
+    gif: o.Gif = None,
+    fps: o.Fps = None,
+    device: o.Device = None,
     preset: Presets = None,
     set_: Sets = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Re-run from a PNG made by vqclip.")] = None,
@@ -77,16 +77,7 @@ def generate(
 ):
     """Generate an image for PROMPT; the final PNG's path is the last line printed."""
     set_offline(offline)
-    options = {
-        "model.vqgan": vqgan, "model.vqgan_ckpt": vqgan_ckpt, "model.clip": clip or None,
-        "width": size[0] if size else None, "height": size[1] if size else None, "steps": steps, "seed": seed,
-        "story_every": story_every,
-        "optim.lr": lr, "optim.name": optimizer, "cutouts.cutn": cutn, "cutouts.cut_pow": cut_pow,
-        "cutouts.augments": parse_list(augments), "init_image": init_image, "init_weight": init_weight,
-        "image_prompts": image_prompt or None, "output.dir": out, "output.name": name,
-        "output.save_every": save_every, "output.video": video, "output.gif": gif, "output.fps": fps,
-        "device": device, "model.checkpoints_dir": str(checkpoints_dir) if checkpoints_dir else None,
-    }
+    options = o.config_options(locals())
     if prompt is None and from_ is None and not image_prompt:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
     cfg = config_from_options(prompt, preset, from_, set_, options)

@@ -1,0 +1,72 @@
+"""Options shared by generate, batch and animate: each declared once, with the config key it sets.
+
+Commands list the ones they take in their signatures (Typer needs that) using these types, and hand their
+`locals()` to `config_options`, which maps every option given to its dotted config key. Defaults live in
+the config dataclass, not here: an option left out is None and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Tuple
+
+import typer
+from typing_extensions import Annotated
+
+Prompt = Annotated[Optional[str], typer.Argument(help='Prompts "text[:weight[:stop]]", several joined by |.')]
+Vqgan = Annotated[Optional[str], typer.Option(help="VQGAN registry name, or a taming yaml.")]
+VqganCkpt = Annotated[Optional[str], typer.Option(help="Checkpoint for a yaml given by --vqgan.")]
+Clip = Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/path] or local-dir:DIR; repeatable.")]
+Size = Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")]
+Steps = Annotated[Optional[int], typer.Option(help="Optimisation steps.")]
+StoryEvery = Annotated[Optional[int], typer.Option(help='Story mode: "a^b^c" switches prompt every N steps.')]
+Seed = Annotated[Optional[int], typer.Option(help="Random seed (drawn and recorded when not given).")]
+Lr = Annotated[Optional[float], typer.Option(help="Learning rate.")]
+Optimizer = Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.")]
+Cutn = Annotated[Optional[int], typer.Option(help="Cutouts per step.")]
+CutPow = Annotated[Optional[float], typer.Option(help="Cutout size power.")]
+Augments = Annotated[Optional[str], typer.Option(help="Comma-separated augmentations, e.g. flip,affine,noise.")]
+InitImage = Annotated[Optional[str], typer.Option(help="Start from this image.")]
+InitWeight = Annotated[Optional[float], typer.Option(help="Pull towards the starting latent.")]
+ImagePrompt = Annotated[Optional[List[str]], typer.Option(help="Image prompt path[:weight]; repeatable.")]
+Out = Annotated[Optional[str], typer.Option(help="Output folder.")]
+Name = Annotated[Optional[str], typer.Option(help="Run folder name.")]
+SaveEvery = Annotated[Optional[int], typer.Option(help="Save a frame every N steps (0: none).")]
+Video = Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write a progress mp4.")]
+Gif = Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write a gif.")]
+Fps = Annotated[Optional[int], typer.Option(help="Video frame rate.")]
+Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")]
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _nonempty(value):
+    return value or None
+
+
+# parameter name -> (config key, conversion)
+_KEYS: dict[str, tuple[str, Optional[Callable]]] = {
+    "vqgan": ("model.vqgan", None), "vqgan_ckpt": ("model.vqgan_ckpt", None), "clip": ("model.clip", _nonempty),
+    "checkpoints_dir": ("model.checkpoints_dir", str), "steps": ("steps", None), "story_every": ("story_every", None),
+    "seed": ("seed", None), "lr": ("optim.lr", None), "optimizer": ("optim.name", None),
+    "cutn": ("cutouts.cutn", None), "cut_pow": ("cutouts.cut_pow", None), "augments": ("cutouts.augments", _csv),
+    "init_image": ("init_image", None), "init_weight": ("init_weight", None),
+    "image_prompt": ("image_prompts", _nonempty), "out": ("output.dir", None), "name": ("output.name", None),
+    "save_every": ("output.save_every", None), "video": ("output.video", None), "gif": ("output.gif", None),
+    "fps": ("output.fps", None), "device": ("device", None),
+}
+
+
+def config_options(params: dict) -> dict:
+    """A command's parameters -> {dotted config key: value} for the options that were given."""
+    options: dict = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        if name == "size":
+            options["width"], options["height"] = value
+        elif name in _KEYS:
+            key, convert = _KEYS[name]
+            options[key] = convert(value) if convert else value
+    return {k: v for k, v in options.items() if v is not None}
