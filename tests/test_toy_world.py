@@ -4,6 +4,7 @@ The thresholds come from scripts/train_toy.py's measurements (checkpoints/toy/TR
 untrained models score at chance on every one of them.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vqclip import toy
-from vqclip.models import load_clip, load_vqgan
+from vqclip.models import Perceptor, load_clip, load_vqgan
 
 TOY = Path(__file__).resolve().parent.parent / "checkpoints" / "toy"
 EVAL_SEED = 424242  # differs from every training batch seed and from the seed TRAINING.md measured with
@@ -75,11 +76,15 @@ def test_judge_follows_the_pixels_not_the_caption():
     assert toy.dominant_colour(img[:, :, [2, 1, 0]]) == "blue"
 
 
-def test_toy_files_are_small():
-    files = [f for f in TOY.rglob("*") if f.is_file()]
-    assert len(files) >= 5
-    for f in files:
-        assert f.stat().st_size < 5 * 2**20, f"{f} is over 5 MiB"
+TOY_FILES = ["vqgan_toy.yaml", "vqgan_toy.ckpt", "clip/open_clip_config.json", "clip/open_clip_model.safetensors",
+             "TRAINING.md"]
+
+
+def test_toy_files_are_present_and_small():
+    for name in TOY_FILES:
+        assert (TOY / name).is_file(), f"{TOY / name} is missing"
+    for f in TOY.rglob("*"):
+        assert not f.is_file() or f.stat().st_size < 5 * 2**20, f"{f} is over 5 MiB"
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +98,21 @@ def toy_clip():
 
 
 @torch.no_grad()
+def _reconstruct(vqgan, images):
+    latent = vqgan.encode(images * 2 - 1)
+    assert latent.shape[-2:] == (images.shape[-2] // 4, images.shape[-1] // 4)  # f=4
+    return ((vqgan.decode(latent) + 1) / 2).clamp(0, 1)
+
+
+def _psnr(recon, images) -> float:
+    mse = (recon - images).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(1 / mse)).mean().item()
+
+
 def test_toy_vqgan_reconstructs_toy_images(toy_vqgan):
     images, _ = toy.sample(64, EVAL_SEED)
-    latent = toy_vqgan.encode(images * 2 - 1)
-    assert latent.shape[-2:] == (8, 8)  # f=4
-    recon = ((toy_vqgan.decode(latent) + 1) / 2).clamp(0, 1)
-    mse = (recon - images).pow(2).flatten(1).mean(1)
-    psnr = (10 * torch.log10(1 / mse)).mean().item()
-    assert psnr >= MIN_PSNR, psnr
+    recon = _reconstruct(toy_vqgan, images)
+    assert _psnr(recon, images) >= MIN_PSNR
     # the reconstruction keeps what the captions say
     assert all(toy.dominant_colour(r) == toy.dominant_colour(i) for r, i in zip(recon, images))
 
@@ -110,18 +122,21 @@ def test_toy_clip_loads_as_fp32(toy_clip):
     assert all(p.dtype == torch.float32 for p in toy_clip.model.parameters())
 
 
+@torch.no_grad()
 def _classify(perceptor, images, texts):
     image_emb = F.normalize(perceptor.encode_image(images), dim=-1)
     text_emb = F.normalize(perceptor.encode_text(texts), dim=-1)
     return [texts[i] for i in (image_emb @ text_emb.T).argmax(1)]
 
 
-@torch.no_grad()
-def test_toy_clip_classifies_fresh_images(toy_clip):
+def _zero_shot_accuracy(perceptor) -> float:
     images, captions = toy.sample(240, EVAL_SEED)
-    predicted = _classify(toy_clip, images, list(toy.CAPTIONS))
-    accuracy = np.mean([p == c for p, c in zip(predicted, captions)])
-    assert accuracy >= MIN_CLIP_ACCURACY, accuracy
+    predicted = _classify(perceptor, images, list(toy.CAPTIONS))
+    return float(np.mean([p == c for p, c in zip(predicted, captions)]))
+
+
+def test_toy_clip_classifies_fresh_images(toy_clip):
+    assert _zero_shot_accuracy(toy_clip) >= MIN_CLIP_ACCURACY
 
 
 @torch.no_grad()
@@ -134,3 +149,18 @@ def test_toy_clip_knows_single_attributes(toy_clip):
     shape_accuracy = np.mean([p == f"a {c.split()[2]}" for p, c in zip(shapes, captions)])
     assert colour_accuracy >= MIN_CLIP_ATTRIBUTE_ACCURACY, colour_accuracy
     assert shape_accuracy >= MIN_CLIP_ATTRIBUTE_ACCURACY, shape_accuracy
+
+
+def test_untrained_toy_models_fail_the_same_checks(toy_clip):
+    """The same architectures with random weights: the thresholds above are not met by chance."""
+    import open_clip
+
+    random_vqgan = load_vqgan(TOY / "vqgan_toy.yaml", None)
+    images, _ = toy.sample(64, EVAL_SEED)
+    assert _psnr(_reconstruct(random_vqgan, images), images) < MIN_PSNR - 10
+    torch.manual_seed(0)
+    model_cfg = json.loads((TOY / "clip" / "open_clip_config.json").read_text())["model_cfg"]
+    untrained = open_clip.model.CLIP(**model_cfg).eval()
+    random_clip = Perceptor(untrained, toy_clip.tokenizer, toy_clip.mean.flatten().tolist(),
+                            toy_clip.std.flatten().tolist(), "untrained")
+    assert _zero_shot_accuracy(random_clip) < 0.5
