@@ -162,3 +162,15 @@ def test_usage_errors_from_the_real_entry_point_are_one_line():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--steps'")
+
+
+def test_a_run_that_fails_before_saving_leaves_no_empty_folder(tiny_args, tmp_path, monkeypatch):
+    from vqclip import optimize
+
+    def broken_score(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(optimize, "score", broken_score)
+    result = runner.invoke(app, ["generate", "x", *tiny_args, "--save-every", "0"])
+    assert result.exit_code == 1 and "boom" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []

@@ -87,7 +87,17 @@ def run(cfg: Config, models: Optional[Models] = None, device: Optional[torch.dev
     except BaseException:
         if video is not None:
             video.abort()
+        _remove_if_empty(folder)
         raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A run that failed before saving anything leaves no empty folder behind."""
+    for sub in (folder / "frames", folder):
+        try:
+            sub.rmdir()  # only succeeds when empty
+        except OSError:
+            pass
 
 
 def _save_frame(cfg: Config, plan: Plan, folder: Path, step: Step, video: Optional[VideoWriter]) -> None:
