@@ -137,9 +137,10 @@ class Models:
 
 
 def load_models(plan: Plan, device: torch.device, cache_dir: Optional[str] = None) -> Models:
-    vqgan = load_vqgan(plan.vqgan_config, plan.vqgan_ckpt, device, name=plan.vqgan_name)
+    # CLIP first: a missing CLIP (offline, not yet downloaded) then fails before a ~1 GB VQGAN load
     clip_cache = str(checkpoints_dir(cache_dir) / "clip")
     perceptors = [load_clip(spec, device, cache_dir=clip_cache) for spec in plan.clip_specs]
+    vqgan = load_vqgan(plan.vqgan_config, plan.vqgan_ckpt, device, name=plan.vqgan_name)
     return Models(vqgan, perceptors, plan.vqgan_name)
 
 
