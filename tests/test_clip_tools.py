@@ -205,6 +205,7 @@ def test_classify_prints_probabilities_best_first(tiny_models, folder):
 
 @pytest.mark.parametrize("args, message", [
     (["score", "missing.png", "--prompt", "x"], "image missing.png does not exist"),
+    (["score", "{folder}", "--prompt", "x"], "is a folder; give image files"),
     (["score", "{img}", "--prompt", "  "], "the prompt is empty"),
     (["score", "{folder}/notes.txt", "--prompt", "x"], "cannot read image"),
     (["classify", "{img}", "--labels", " , "], "give at least two labels"),

@@ -82,6 +82,8 @@ def check_images(paths: Sequence[str | Path]) -> list[Path]:
     if not paths:
         raise UsageError("give at least one image")
     for p in paths:
+        if Path(p).is_dir():
+            raise ImageError(f"{p} is a folder; give image files, or use `vqclip rank {p} TEXT` for a folder")
         if not Path(p).is_file():
             raise ImageError(f"image {p} does not exist")
     return [Path(p) for p in paths]
