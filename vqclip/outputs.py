@@ -96,10 +96,15 @@ def save_png(image: torch.Tensor | Image.Image, path: Path, metadata: dict, over
     for key, value in metadata.items():
         if value is not None:
             info.add_itxt(key, str(value))
+    return write_durably(path, lambda f: pil.save(f, format="PNG", pnginfo=info))
+
+
+def write_durably(path: Path, write, mode: str = "wb", **open_kwargs) -> Path:
+    """Call write(file) on a temporary sibling, fsync, then rename to `path`; OSError becomes OutputError."""
     try:
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                pil.save(f, format="PNG", pnginfo=info)
+            with open(tmp, mode, **open_kwargs) as f:
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
     except OSError as e:
@@ -220,14 +225,5 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     """Replace a JSONL file atomically with `records`."""
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-                f.flush()
-                os.fsync(f.fileno())
-    except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or choose another --out") \
-            from None
-    return path
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+    return write_durably(Path(path), lambda f: f.writelines(lines), "w", encoding="utf-8")
