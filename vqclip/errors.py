@@ -56,3 +56,9 @@ class OutputError(VQClipError):
 
 class DownloadError(VQClipError):
     """A model file that could not be fetched from any of its sources, or whose checksum did not match."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (library messages can span many lines), for one-line errors."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:limit] if lines else type(e).__name__

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import CheckpointError, ConfigError, DownloadError, ModelFilesMissing, UsageError
+from .errors import CheckpointError, ConfigError, DownloadError, ModelFilesMissing, UsageError, first_line
 from .ops import nearest_codes, vector_quantize
 
 # ---------------------------------------------------------------------------------------------------------
@@ -66,23 +66,18 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
         if "Unsupported global" in str(e) or "not an allowed global" in str(e) or "GLOBAL" in str(e):
             raise CheckpointError(
                 f"{what} {path} was refused: it pickles Python objects beyond tensors "
-                f"({_first_line(e)}), and loading it could run arbitrary code; use a trusted file") from None
-        raise CheckpointError(f"{what} {path} is corrupt or truncated ({_first_line(e)}); download it again") from None
+                f"({first_line(e)}), and loading it could run arbitrary code; use a trusted file") from None
+        raise CheckpointError(f"{what} {path} is corrupt or truncated ({first_line(e)}); download it again") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             # random bytes read as pickle opcodes fail in many more ways
             IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError, MemoryError,
             struct.error) as e:
-        raise CheckpointError(f"{what} {path} is corrupt or truncated ({_first_line(e)}); download it again") from None
+        raise CheckpointError(f"{what} {path} is corrupt or truncated ({first_line(e)}); download it again") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         ckpt = ckpt["state_dict"]
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise CheckpointError(f"{what} {path} holds no state dict of tensors")
     return ckpt
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -386,13 +381,13 @@ def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_di
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device="cpu", cache_dir=cache_dir, load_weights=not cs.random)
     except (RuntimeError, FileNotFoundError, OSError) as e:
-        why = "offline mode forbids downloading them" if _offline() else _first_line(e)
+        why = "offline mode forbids downloading them" if _offline() else first_line(e)
         raise ModelFilesMissing(
             f"CLIP weights for {cs} are not in {cache_dir or 'the default cache'} ({why}); provide "
             f"{clip_weights_source(open_clip, name, pretrained)}: run `vqclip models download clip:{cs}` on a "
             f"machine with internet, or pass --clip {name}:/path/to/that/file") from None
     except (ValueError, KeyError) as e:
-        raise CheckpointError(f"CLIP {cs} could not be built from its files ({_first_line(e)})") from None
+        raise CheckpointError(f"CLIP {cs} could not be built from its files ({first_line(e)})") from None
     mean, std = _preprocess_mean_std(model, preprocess)
     tokenizer = open_clip.get_tokenizer(name)
     perceptor = Perceptor(model, tokenizer, mean, std, str(cs))
@@ -428,7 +423,7 @@ def download_clip(spec: str | ClipSpec, cache_dir: Optional[str] = None) -> Path
     try:
         path = open_clip.download_pretrained(open_clip.get_pretrained_cfg(cs.model, cs.pretrained), cache_dir=cache_dir)
     except (RuntimeError, FileNotFoundError, OSError) as e:
-        raise DownloadError(f"could not download CLIP {cs} ({_first_line(e)}); try again later") from None
+        raise DownloadError(f"could not download CLIP {cs} ({first_line(e)}); try again later") from None
     return Path(path)
 
 

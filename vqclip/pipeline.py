@@ -16,7 +16,7 @@ import torch
 
 from . import fastpath
 from .config import Config
-from .errors import ConfigError, DeviceError, ImageError
+from .errors import ConfigError, DeviceError, ImageError, first_line
 from .models import VQGAN, Perceptor, VQGANSpec, check_clip, load_clip, load_vqgan, read_vqgan_yaml
 from .optimize import Guide, LoopSettings, Step, optimize, random_latent
 from .prompts import Prompt, PromptLoss, parse_prompts, split_path_weight
@@ -106,12 +106,8 @@ def _check_image(path: str | Path, what: str) -> None:
         with Image.open(p) as im:
             im.load()  # decode it all: a truncated or corrupt file fails here, not after the models load
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(f"cannot read {what} {p} ({_first_line(e)}); give a PNG, JPEG or WebP file") from None
+        raise ImageError(f"cannot read {what} {p} ({first_line(e)}); give a PNG, JPEG or WebP file") from None
 
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else type(e).__name__
 
 
 def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
