@@ -113,3 +113,38 @@ def test_official_yamls_build_offline_with_random_weights(name):
     with torch.no_grad():
         out = model.decode_quantized(torch.zeros(1, 256, 2, 2))
     assert out.shape == (1, 3, 2 * spec.factor, 2 * spec.factor)
+
+
+def _saved_shapes(fn) -> list[tuple[int, ...]]:
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, shapes
+
+
+def test_fused_attention_is_taming_attention_without_the_matrix():
+    """SDPA in the VQGAN's attention blocks: same image and gradient, and no [hw, hw] matrix kept for backward."""
+    torch.manual_seed(0)
+    spec = VQGANSpec(ddconfig={**TINY_DDCONFIG, "attn_resolutions": [16]}, n_embed=64, embed_dim=32)
+    model = build_vqgan(spec).requires_grad_(False)
+    z = torch.randn(2, 32, 12, 12)
+    hw = 12 * 12  # tokens of the mid-block attention
+    results = {}
+    for fused in (False, True):
+        model.set_fused_attention(fused)
+        zq = z.clone().requires_grad_(True)
+        image, shapes = _saved_shapes(lambda: model.decode(zq))
+        image.square().mean().backward()
+        results[fused] = image.detach(), zq.grad, shapes
+    (plain, plain_grad, plain_shapes), (fused, fused_grad, fused_shapes) = results[False], results[True]
+    assert torch.allclose(plain, fused, atol=1e-5)
+    assert torch.allclose(plain_grad, fused_grad, atol=1e-6, rtol=1e-4)
+    assert any(s[-2:] == (hw, hw) for s in plain_shapes), "taming's attention should keep the matrix"
+    assert not any(s[-2:] == (hw, hw) for s in fused_shapes)
+    model.set_fused_attention(False)  # switching back restores taming's forward
+    assert torch.equal(model.decode(z), plain)

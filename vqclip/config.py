@@ -61,10 +61,12 @@ class SpeedConfig:
     fused_optim: Optional[bool] = None  # None: a fused optimiser step on CUDA
     compile: bool = False  # torch.compile the decoder and CLIP's image tower: slower first step, faster after
     checkpoint_pixels: int = 512 * 512  # recompute the high-res decoder blocks above this many pixels; 0: never
+    fused_attention: bool = True  # the decoder's attention through a fused SDPA kernel (same maths, less memory)
 
     @classmethod
     def reference(cls) -> "SpeedConfig":
-        return cls(precision="fp32", channels_last=False, fused_optim=False, compile=False, checkpoint_pixels=0)
+        return cls(precision="fp32", channels_last=False, fused_optim=False, compile=False, checkpoint_pixels=0,
+                   fused_attention=False)
 
 
 @dataclass

@@ -176,6 +176,16 @@ class VQGAN(nn.Module):
         """Token indices [B, h, w] -> latent [B, D, h, w] (what upstream's broken decode_code meant to do)."""
         return F.embedding(codes, self.codebook).movedim(3, 1)
 
+    def set_fused_attention(self, enabled: bool) -> None:
+        """Run the attention blocks through a fused SDPA kernel (enabled) or taming's own bmm/softmax code."""
+        from taming.modules.diffusionmodules.model import AttnBlock
+
+        for module in self.modules():
+            if isinstance(module, AttnBlock):
+                module.__dict__.pop("forward", None)  # back to the class's forward
+                if enabled:
+                    module.forward = functools.partial(_fused_attention_forward, module)
+
     def set_checkpointing(self, enabled: bool, levels: int = 2) -> None:
         """Recompute the residual blocks of the decoder's `levels` highest-resolution levels in the backward
         pass instead of keeping their activations. In taming's Decoder, up[0] runs at full resolution."""
@@ -184,6 +194,20 @@ class VQGAN(nn.Module):
                 block.__dict__.pop("forward", None)  # back to the class's forward
                 if enabled and i < levels:
                     block.forward = functools.partial(_checkpointed, type(block).forward.__get__(block))
+
+
+def _fused_attention_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """taming's AttnBlock.forward with the same maths through F.scaled_dot_product_attention, which picks a
+    fused kernel (flash/memory-efficient) that never keeps the [hw, hw] attention matrix for the backward."""
+    h = block.norm(x)
+    b, c, height, width = x.shape
+    # [B, hw, C] with unit stride on C (fused kernels fall back to the matrix otherwise); free if channels_last
+    q, k, v = (conv(h).flatten(2).transpose(1, 2).contiguous().unsqueeze(1) for conv in (block.q, block.k, block.v))
+    if x.device.type == "meta":  # meta has no kernel choice and falls back to the matrix; count a fused kernel
+        out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)[0]
+    else:
+        out = F.scaled_dot_product_attention(q, k, v)
+    return x + block.proj_out(out.squeeze(1).transpose(1, 2).reshape(b, c, height, width))
 
 
 def _checkpointed(forward, *args):
