@@ -1,5 +1,6 @@
 """vqclip bench and the fast path: the benchmark's figures, the FLOP counter, cutouts, bf16 and checkpointing."""
 
+import functools
 import json
 import math
 
@@ -9,12 +10,12 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from vqclip import fastpath
-from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench
+from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench, run_config
 from vqclip.cli import app
 from vqclip.config import SpeedConfig
 from vqclip.cutouts import apply_crops, oversample
-from vqclip.optimize import synth
-from vqclip.pipeline import embed_prompts
+from vqclip.optimize import optimize, random_latent, synth
+from vqclip.pipeline import embed_prompts, generate_batch, settings
 from vqclip.prompts import parse_prompts
 
 KEYS = ["config", "device", "s_per_step_median", "steps_per_s", "images_per_hour", "peak_memory_bytes",
@@ -36,7 +37,7 @@ def test_bench_smoke_cli_writes_sane_json(tmp_path):
     assert math.isclose(r["tflops_achieved"], r["flops_per_step"] / r["s_per_step_median"] / 1e12)
     assert r["flops_per_step"] > 1e8 and r["peak_memory_bytes"] > 1e7 and r["time_to_first_step_s"] > 0
     # on the CPU the default fast path differs from the reference only by fused attention (the same maths)
-    assert r["fast_path"] == {k: k == "fused_attention" for k in r["fast_path"]}
+    assert r["fast_path"] == {k: "default" if k == "compile_mode" else k == "fused_attention" for k in r["fast_path"]}
     assert math.isclose(r["loss_drop"], r["reference_loss_drop"], rel_tol=1e-3)
     assert r["versions"]["torch"] == torch.__version__
     assert r["cpu_s_per_step_median"] > 0 and r["load_average_1m"] >= 0
@@ -163,6 +164,72 @@ def test_fast_path_resolution():
     fast = fastpath.resolve(SpeedConfig(), cuda, 256, 256)
     assert fast.channels_last and fast.fused_optim
     assert fastpath.resolve(SpeedConfig(precision="fp32"), cuda, 256, 256).decoder_bf16 is False
+    # the compile mode counts only when compiling; CUDA graphs come with reduce-overhead and max-autotune
+    assert fastpath.resolve(SpeedConfig(compile_mode="reduce-overhead"), cuda, 256, 256).compile_mode == "default"
+    modes = {m: fastpath.resolve(SpeedConfig(compile=True, compile_mode=m), cuda, 256, 256)
+             for m in ("default", "reduce-overhead", "max-autotune")}
+    assert {m: (f.compile_mode, f.cudagraphs) for m, f in modes.items()} == {
+        "default": ("default", False), "reduce-overhead": ("reduce-overhead", True),
+        "max-autotune": ("max-autotune", True)}
+
+
+def test_bench_refuses_an_unknown_compile_mode():
+    result = CliRunner().invoke(app, ["bench", "--smoke", "--compile-mode", "fastest", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'" in result.output
+
+
+def test_loop_marks_every_step_for_cuda_graphs(monkeypatch):
+    """With CUDA graphs the loop tells cudagraph trees where each step starts (and the final image's pass)."""
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    models = build_models(SMOKE, torch.device("cpu"))
+    cfg, plan = run_config(SMOKE, 3, SpeedConfig())
+    gens = [torch.Generator().manual_seed(0)]
+    guides = [type("G", (), {"perceptor": p, "targets": [embed_prompts(p, plan.prompts)]})() for p in models.perceptors]
+    z = random_latent(models.vqgan, 32, 32, gens)
+    s = settings(cfg, torch.device("cpu"))
+    list(optimize(models.vqgan, guides, z, s, gens))
+    assert marks == []  # no CUDA graphs, no marks
+    graphs = fastpath.FastPath(compile=True, compile_mode="reduce-overhead")  # marks only: the models stay eager
+    list(optimize(models.vqgan, guides, z, type(s)(**{**s.__dict__, "fast": graphs}), gens))
+    assert len(marks) == 3 + 1
+
+
+def _loop(speed: SpeedConfig, device: torch.device, steps: int = 3):
+    """Run the smoke models' generate loop; every Step's image is kept as yielded (not copied) and as a copy."""
+    models = build_models(SMOKE, device)
+    cfg, plan = run_config(SMOKE, steps, speed)
+    held = [(st.loss, st.image, st.image.clone()) for st in
+            generate_batch(cfg, plan, models, device, [plan.prompts], [0])]
+    for _, image, copy_at_yield in held:  # a later step (a CUDA graph replay) must not overwrite an earlier Step
+        assert torch.equal(image, copy_at_yield)
+    return held, models
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_unavailable() -> str:
+    """Why torch.compile cannot run here ('' when it can): inductor on the CPU needs a C++ compiler."""
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(2))
+    except Exception as e:  # noqa: BLE001 - any failure means: no compile on this machine
+        return f"torch.compile does not work on this machine ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    return ""
+
+
+@pytest.mark.slow
+def test_compile_reduce_overhead_on_cpu_matches_eager():
+    """Off CUDA torch compiles without CUDA graphs: the compiled loop must still run and give the eager steps."""
+    if _compile_unavailable():
+        pytest.skip(_compile_unavailable())
+    cpu = torch.device("cpu")
+    eager, _ = _loop(SpeedConfig(), cpu)
+    compiled, models = _loop(SpeedConfig(compile=True, compile_mode="reduce-overhead"), cpu)
+    assert hasattr(models.vqgan.decoder, "_orig_mod") and hasattr(models.perceptors[0].model.visual, "_orig_mod")
+    assert len(compiled) == len(eager) == 4
+    for (loss_e, image_e, _), (loss_c, image_c, _) in zip(eager, compiled):
+        torch.testing.assert_close(loss_c, loss_e, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(image_c, image_e, atol=1e-3, rtol=1e-3)
 
 
 @pytest.mark.gpu
@@ -188,7 +255,33 @@ def test_no_host_sync_inside_a_step():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_smoke_bench_matches_the_eager_fast_path():
+    """compile + reduce-overhead on CUDA: the bench runs, cudagraphs are not skipped, and the steps are the eager
+    fast path's within bf16 tolerance (the first step exactly comparable; later ones drift as Adam's sign-like
+    first step amplifies tiny differences)."""
+    from torch._dynamo.utils import counters
+
+    device = torch.device("cuda")
+    counters.clear()
+    graphs = SpeedConfig(compile=True, compile_mode="reduce-overhead")
+    r = run_bench(BenchOptions(smoke=True, steps=3, quality_steps=4, speed=graphs), device)
+    assert r["fast_path"]["compile"] and r["fast_path"]["compile_mode"] == "reduce-overhead"
+    assert all(math.isfinite(r[k]) for k in ("s_per_step_median", "loss_drop", "reference_loss_drop"))
+    assert r["quality_ratio"] is not None and math.isfinite(r["quality_ratio"])
+    eager, _ = _loop(SpeedConfig(), device, steps=4)
+    compiled, _ = _loop(graphs, device, steps=4)
+    assert counters["inductor"]["cudagraph_skips"] == 0, "torch skipped CUDA graphs (run with TORCH_LOGS=cudagraphs)"
+    for (loss_e, image_e, _), (loss_c, image_c, _) in zip(eager, compiled):
+        assert torch.isfinite(loss_c).all() and torch.isfinite(image_c).all()
+        torch.testing.assert_close(loss_c, loss_e, atol=0.1, rtol=0.1)
+    torch.testing.assert_close(compiled[0][0], eager[0][0], atol=2e-2, rtol=2e-2)
+    assert (compiled[0][1] - eager[0][1]).abs().mean() < 2e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_smoke_on_cuda_uses_the_fast_path():
     r = run_bench(BenchOptions(smoke=True, steps=3, quality_steps=4), torch.device("cuda"))
     assert r["fast_path"]["decoder_bf16"] and r["fast_path"]["fused_optim"]
     assert r["peak_memory_bytes"] > 0 and r["quality_ratio"] is not None
+

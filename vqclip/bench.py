@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import __version__, fastpath
-from .config import Config, CutoutConfig, ModelConfig, SpeedConfig
+from .config import Config, CutoutConfig, ModelConfig, SpeedConfig, validate_speed
 from .cutouts import apply_crops
 from .errors import ConfigError, UnknownNameError
 from .memory import check_memory
@@ -245,10 +245,11 @@ class BenchOptions:
     warmup: Optional[int] = None  # untimed steps first (at least 1); None: 5 on CUDA (compile, autotune), 1 elsewhere
     reference: bool = False  # the fp32 eager reference path instead of the fast path
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode with compile (vqclip.config.COMPILE_MODES)
     smoke: bool = False
     quality_steps: Optional[int] = None  # None: 20 on CUDA, 6 on CPU, 10 for --smoke
     quality_seeds: int = 2
-    speed: Optional[SpeedConfig] = None  # explicit switches (library use); overrides reference/compile
+    speed: Optional[SpeedConfig] = None  # explicit switches (library use); overrides reference/compile/compile_mode
 
 
 def _defaults(o: BenchOptions, device: torch.device) -> tuple[int, int, int]:
@@ -265,7 +266,9 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
     """Time the generate loop for one configuration and return the figures (the JSON of `vqclip bench`)."""
     bc = bench_config(o.config or default_config(device), o.smoke)
     steps, warmup, qsteps = _defaults(o, device)
-    speed = o.speed or (SpeedConfig.reference() if o.reference else SpeedConfig(compile=o.compile))
+    speed = o.speed or (SpeedConfig.reference() if o.reference else
+                        SpeedConfig(compile=o.compile, compile_mode=o.compile_mode))
+    validate_speed(speed)
     cfg, plan = run_config(bc, warmup + steps, speed)
     check_memory(plan.vqgan_spec, bc.size, bc.size, device, bc.batch)  # refuse up front what cannot fit
 

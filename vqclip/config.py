@@ -52,6 +52,9 @@ class OutputConfig:
     fps: int = 10
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
 @dataclass
 class SpeedConfig:
     """The fast path's switches (see vqclip.fastpath); `reference()` is the fp32 eager path speed is judged against."""
@@ -60,6 +63,9 @@ class SpeedConfig:
     channels_last: Optional[bool] = None  # None: where it pays (CUDA)
     fused_optim: Optional[bool] = None  # None: a fused optimiser step on CUDA
     compile: bool = False  # torch.compile the decoder and CLIP's image tower: slower first step, faster after
+    # torch.compile's mode when compile is true (ignored otherwise): default, reduce-overhead (CUDA graphs),
+    # max-autotune (kernel autotuning, also with CUDA graphs); see COMPILE_MODES
+    compile_mode: str = "default"
     checkpoint_pixels: int = 512 * 512  # recompute the high-res decoder blocks above this many pixels; 0: never
     fused_attention: bool = True  # the decoder's attention through a fused SDPA kernel (same maths, less memory)
 
@@ -230,10 +236,7 @@ def validate(cfg: Config) -> None:
     for key, value in floats.items():
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
-    if cfg.speed.precision not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"speed.precision must be auto, fp32 or bf16, got {cfg.speed.precision!r}")
-    if cfg.speed.checkpoint_pixels < 0:
-        raise ConfigError(f"speed.checkpoint_pixels must be 0 (never) or positive, got {cfg.speed.checkpoint_pixels}")
+    validate_speed(cfg.speed)
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
     if cfg.story_every < 0:
@@ -251,6 +254,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.clip needs at least one CLIP model")
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"seed must be between 0 and 2**63-1, got {cfg.seed}")
+
+
+def validate_speed(speed: SpeedConfig) -> None:
+    """The speed switches' values (also checked by `vqclip bench`, which builds a SpeedConfig itself)."""
+    if speed.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"speed.precision must be auto, fp32 or bf16, got {speed.precision!r}")
+    if speed.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"speed.compile_mode must be {', '.join(COMPILE_MODES[:-1])} or {COMPILE_MODES[-1]}, "
+                          f"got {speed.compile_mode!r}")
+    if speed.checkpoint_pixels < 0:
+        raise ConfigError(f"speed.checkpoint_pixels must be 0 (never) or positive, got {speed.checkpoint_pixels}")
 
 
 def with_seed(cfg: Config) -> Config:

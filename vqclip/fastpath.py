@@ -14,6 +14,10 @@ Why each default is what it is:
   0.4-1.5 ms slower up to 32x32 tokens (noise beside a 1.8 s step) and 9% faster at 64x64, so it is on everywhere.
 - Activation checkpointing trades ~1/3 more decoder compute for not keeping the full-resolution blocks'
   activations, which dominate memory from 1024x1024 on.
+- CUDA graphs come from torch.compile's "reduce-overhead" and "max-autotune" modes (cudagraph trees): each
+  compiled call replays a recorded graph, and its outputs live in memory the next replay overwrites. The loop
+  marks each step's start (`step_begin`) and keeps no compiled module's output past its step (synth copies
+  the decoder's output, the prompt losses reduce CLIP's). Off CUDA, torch compiles without graphs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class FastPath:
     channels_last: bool = False  # NHWC weights for the convolutions
     fused_optim: bool = False  # one fused kernel for the optimiser step
     compile: bool = False  # torch.compile the decoder and CLIP's image tower
+    compile_mode: str = "default"  # torch.compile's mode when compile is on (vqclip.config.COMPILE_MODES)
     checkpoint: bool = False  # recompute the high-resolution decoder blocks in the backward pass
     fused_attention: bool = False  # SDPA instead of taming's bmm/softmax attention in the VQGAN
 
@@ -47,6 +52,16 @@ class FastPath:
 
     def optimizer_kwargs(self) -> dict:
         return {"fused": True} if self.fused_optim else {}
+
+    @property
+    def cudagraphs(self) -> bool:
+        """Whether compiled calls may run as CUDA graphs (torch's modes that turn on triton.cudagraphs)."""
+        return self.compile and self.compile_mode in ("reduce-overhead", "max-autotune")
+
+    def step_begin(self) -> None:
+        """Mark the start of a step for CUDA graph trees: the previous step's graph outputs may be overwritten."""
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
 
 REFERENCE = FastPath()
@@ -64,6 +79,7 @@ def resolve(speed: SpeedConfig, device: torch.device, width: int, height: int) -
         channels_last=cuda if speed.channels_last is None else speed.channels_last,
         fused_optim=cuda if speed.fused_optim is None else speed.fused_optim and device.type != "mps",
         compile=speed.compile,
+        compile_mode=speed.compile_mode if speed.compile else "default",
         checkpoint=0 < speed.checkpoint_pixels < width * height,
         fused_attention=speed.fused_attention,
     )
@@ -78,7 +94,15 @@ def prepare(vqgan, perceptors, fast: FastPath) -> None:
     vqgan.set_checkpointing(fast.checkpoint)
     vqgan.set_fused_attention(fast.fused_attention)
     if fast.compile:
-        if not hasattr(vqgan.decoder, "_orig_mod"):  # already an OptimizedModule: leave it
-            vqgan.decoder = torch.compile(vqgan.decoder)
-        for p in perceptors:
-            p.compile_image_tower()
+        vqgan.decoder = _compiled(vqgan.decoder, fast.compile_mode)
+        for p in perceptors:  # CLIP's image tower, the part that runs every step
+            p.model.visual = _compiled(p.model.visual, fast.compile_mode)
+
+
+def _compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """module compiled with mode; a module already compiled is compiled again only for another mode."""
+    if hasattr(module, "_orig_mod") and module.__dict__.get("_vqclip_compile_mode", "default") == mode:
+        return module
+    compiled = torch.compile(getattr(module, "_orig_mod", module), mode=mode)
+    compiled.__dict__["_vqclip_compile_mode"] = mode  # on the wrapper: its setattr would write to the module
+    return compiled

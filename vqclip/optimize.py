@@ -106,6 +106,7 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
     z_min = book.min(dim=0).values.view(1, -1, 1, 1)
     z_max = book.max(dim=0).values.view(1, -1, 1, 1)
     for i in range(s.steps):
+        s.fast.step_begin()  # CUDA graphs: step i-1's compiled outputs are dead from here on
         guides = schedule.get(i, guides) if schedule else guides
         opt.zero_grad(set_to_none=True)
         image = synth(vqgan, z, s.fast)
@@ -114,10 +115,13 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
             loss = loss + s.init_weight * F.mse_loss(z, z_orig, reduction="none").mean(dim=(1, 2, 3))
         # images are independent: summing their losses gives each one the gradient of its own run
         loss.sum().backward()
+        # image and loss are computed outside the compiled modules (synth writes the decoder's output into a new
+        # tensor), so no CUDA graph replay of a later step overwrites what a Step holds
         yield Step(i, image.detach(), loss.detach())
         opt.step()
         with torch.no_grad():
             z.copy_(torch.maximum(torch.minimum(z, z_max), z_min))
+    s.fast.step_begin()
     with torch.no_grad():
         image = synth(vqgan, z, s.fast)
         yield Step(s.steps, image, score(image, guides, s, generators), final=True, extras={"z": z.detach()})

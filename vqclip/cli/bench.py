@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from typing_extensions import Annotated
 
 from ..bench import BenchOptions, run_bench, table
+from ..config import COMPILE_MODES
 from ..pipeline import pick_device
 from .common import Debug, app, command
 
@@ -24,13 +25,16 @@ def bench(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
     reference: Annotated[bool, typer.Option("--reference", help="Time the fp32 eager reference path.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the decoder and CLIP.")] = False,
+    compile_mode: Annotated[Optional[str], typer.Option(
+        help=f"torch.compile mode: {', '.join(COMPILE_MODES)} (reduce-overhead: CUDA graphs); implies --compile.")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny models: checks that everything runs, in seconds.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     debug: Debug = False,
 ):
     """Benchmark speed (s/step, images/hour, memory, TFLOP/s) with a quality guard beside each figure."""
     dev = pick_device(device)
-    options = BenchOptions(config=config, steps=steps, reference=reference, compile=compile_, smoke=smoke)
+    options = BenchOptions(config=config, steps=steps, reference=reference, compile=compile_ or compile_mode is not None,
+                           compile_mode=compile_mode or "default", smoke=smoke)
     with tqdm(desc="bench", unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
         def on_step(i: int, total: int) -> None:
             bar.total = total
