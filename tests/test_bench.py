@@ -1,5 +1,6 @@
 """vqclip bench and the fast path: the benchmark's figures, the FLOP counter, cutouts, bf16 and checkpointing."""
 
+import copy
 import functools
 import json
 import math
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from vqclip import fastpath
-from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench, run_config
+from vqclip.bench import (SMOKE, TARGETS, BenchOptions, build_models, check_targets, fixed_views, flops_of, markdown,
+                          run_bench, run_config)
 from vqclip.cli import app
 from vqclip.config import SpeedConfig
 from vqclip.cutouts import apply_crops, oversample
@@ -285,3 +287,98 @@ def test_bench_smoke_on_cuda_uses_the_fast_path():
     assert r["fast_path"]["decoder_bf16"] and r["fast_path"]["fused_optim"]
     assert r["peak_memory_bytes"] > 0 and r["quality_ratio"] is not None
 
+
+# ---------------------------------------------------------------------------------------------------------
+# BENCHMARKS.md tables from bench JSON files
+
+
+@pytest.fixture(scope="module")
+def smoke_jsons(tmp_path_factory):
+    """Real `vqclip bench --smoke --json` files of the fast path and of the reference path."""
+    folder = tmp_path_factory.mktemp("bench-results")
+    for name, extra in [("smoke", []), ("smoke-reference", ["--reference"])]:
+        result = CliRunner().invoke(app, ["bench", "--smoke", "--steps", "3", "--device", "cpu",
+                                          "--json", str(folder / f"{name}.json"), *extra])
+        assert result.exit_code == 0, result.output
+    return folder
+
+
+def _cells(text: str, prefix: str) -> list[str]:
+    row = next(line for line in text.splitlines() if line.startswith(prefix))
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def test_markdown_rows_from_smoke_json(smoke_jsons):
+    fast, ref = (json.loads((smoke_jsons / f"{n}.json").read_text()) for n in ("smoke", "smoke-reference"))
+    result = CliRunner().invoke(app, ["bench", "--markdown", str(smoke_jsons)])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    for r, prefix in [(fast, "| smoke | fast"), (ref, "| smoke | reference")]:
+        cells = _cells(text, prefix)
+        scale, unit = (1e3, "ms") if r["s_per_step_median"] < 0.1 else (1, "s")
+        assert cells[2] == r["device"]
+        assert cells[3] == (f"{r['s_per_step_median'] * scale:.3g} {unit} ({r['s_per_step_p10'] * scale:.3g}-"
+                            f"{r['s_per_step_p90'] * scale:.3g})")
+        assert cells[4] == f"{r['steps_per_s']:.3g}" and cells[5] == f"{r['images_per_hour']:,.0f}"
+        assert cells[6] == f"{r['peak_memory_bytes'] / 1e9:.3g} GB" and cells[7] == f"{r['tflops_achieved']:.3g}"
+        assert cells[8] == f"{r['quality_ratio']:.3f}"
+    assert _cells(text, "| smoke | fast")[9] == f"{fast['steps_per_s'] / ref['steps_per_s']:.3g}x"
+    assert _cells(text, "| smoke | fast")[10] == "`vqclip bench --smoke --steps 3`"
+    assert _cells(text, "| smoke | reference")[9] == "n/a"
+    assert _cells(text, "| smoke | reference")[10] == "`vqclip bench --smoke --reference --steps 3`"
+    assert f"torch {torch.__version__}" in text
+    # smoke runs meet no target: every target is listed as not measured
+    assert text.count("(not measured)") == len(TARGETS)
+
+
+def _figures(base: dict, config: str, path: str = "fast", device: str = "NVIDIA H100 80GB HBM3",
+             s_per_step: float = 0.01, **figures) -> dict:
+    r = copy.deepcopy(base)
+    r.update(config=config, path=path, device=device, s_per_step_median=s_per_step, s_per_step_p10=s_per_step,
+             s_per_step_p90=s_per_step, steps_per_s=1 / s_per_step, quality_ratio=1.0, quality_pass=True)
+    r.update(figures)
+    return r
+
+
+def test_targets_met_or_not(smoke_jsons):
+    base = json.loads((smoke_jsons / "smoke.json").read_text())
+    results = [
+        _figures(base, "S", s_per_step=0.0035, quality_ratio=0.97),
+        _figures(base, "S", "reference", s_per_step=0.016),  # 4.57x
+        _figures(base, "M", s_per_step=0.013, quality_ratio=0.90, quality_pass=False),
+        _figures(base, "M", "reference", s_per_step=0.04),  # 3.08x
+        _figures(base, "S8", images_per_hour=2600.0),
+        _figures(base, "L", peak_memory_bytes=25e9),
+        _figures(base, "M2"),  # no target
+        _figures(base, "CPU", device="cpu (x86_64, 2 threads)", s_per_step=1.81),
+    ]
+    verdicts = {(v["target"].config, v["target"].metric): v for v in check_targets(results)}
+    assert {k: v["met"] for k, v in verdicts.items()} == {
+        ("S", "s_per_step_median"): True, ("S", "speedup"): True, ("S", "quality_ratio"): True,
+        ("S8", "images_per_hour"): True,
+        ("M", "s_per_step_median"): False, ("M", "speedup"): False, ("M", "quality_ratio"): False,
+        ("L", "peak_memory_bytes"): False, ("CPU", "s_per_step_median"): True}
+    assert set(verdicts) == {(t.config, t.metric) for t in TARGETS}
+    assert math.isclose(verdicts["S", "speedup"]["value"], 0.016 / 0.0035)
+    assert all(v["note"] == "" for v in verdicts.values())
+    text = markdown(results)
+    assert "| M | s/step <= 12 ms on H100 |" in text and "| 13 ms | **not met** |" in text
+    assert "| S | speed-up over the reference path >= 4x on H100 |" in text and "| 4.57x | met |" in text
+    assert "| L | peak memory <= 24 GB on H100 |" in text and "| 25 GB | **not met** |" in text
+    assert "| S8 | images/hour >= 2,500 on H100 |" in text and "| 2,600 | met |" in text
+    assert "| M | speed-up over the reference path >= 4x on H100 |" in text and "| 3.08x | **not met** |" in text
+
+    # limits are inclusive; no reference run: no speed-up; another GPU: judged, with a note
+    on_h200 = [_figures(base, "S", device="NVIDIA H200", s_per_step=0.004)]
+    edge = {v["target"].metric: v for v in check_targets(on_h200) if v["target"].config == "S"}
+    assert edge["s_per_step_median"]["met"] is True
+    assert "the target is for H100" in edge["s_per_step_median"]["note"]
+    assert edge["speedup"]["met"] is None and edge["speedup"]["note"] == "no reference run"
+
+
+def test_markdown_of_a_folder_without_results_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--markdown", str(tmp_path)])
+    assert result.exit_code == 2 and "no bench JSON files in" in result.output
+    (tmp_path / "notes.json").write_text('{"a": 1}')
+    result = CliRunner().invoke(app, ["bench", "--markdown", str(tmp_path)])
+    assert result.exit_code == 2 and "notes.json is not a vqclip bench JSON" in result.output

@@ -11,7 +11,7 @@ import typer
 from tqdm.auto import tqdm
 from typing_extensions import Annotated
 
-from ..bench import BenchOptions, run_bench, table
+from ..bench import BenchOptions, load_results, markdown, run_bench, table
 from ..config import COMPILE_MODES
 from ..pipeline import pick_device
 from .common import Debug, app, command
@@ -29,9 +29,14 @@ def bench(
         help=f"torch.compile mode: {', '.join(COMPILE_MODES)} (reduce-overhead: CUDA graphs); implies --compile.")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny models: checks that everything runs, in seconds.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    markdown_dir: Annotated[Optional[Path], typer.Option("--markdown", help=(
+        "Run nothing: print BENCHMARKS.md tables (targets met or not) from this folder's JSON files."))] = None,
     debug: Debug = False,
 ):
     """Benchmark speed (s/step, images/hour, memory, TFLOP/s) with a quality guard beside each figure."""
+    if markdown_dir is not None:
+        typer.echo(markdown(load_results(markdown_dir)))
+        return
     dev = pick_device(device)
     options = BenchOptions(config=config, steps=steps, reference=reference, compile=compile_ or compile_mode is not None,
                            compile_mode=compile_mode or "default", smoke=smoke)
