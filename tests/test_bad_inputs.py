@@ -361,12 +361,13 @@ def test_size_suggested_for_too_little_memory_fits(tiny_models, monkeypatch):
     spec = models.read_vqgan_yaml(tiny_models["vqgan"])
     free = 60 * 2**20
     monkeypatch.setattr(memory, "available_bytes", lambda device: free)
+    work = memory.Workload(spec, 512, 256, torch.device("cpu"), clips=(tiny_models["clip"],), cutn=4)
     with pytest.raises(ConfigError, match=r"try --size \d+ \d+") as e:
-        memory.check_memory(spec, 512, 256, torch.device("cpu"))
+        memory.check_memory(work)
     w, h = (int(v) for v in str(e.value).split("try --size ")[1].split(",")[0].split())
     assert w < 512 and h < 256 and abs(w / h - 2) < 0.2  # the aspect ratio is kept
-    memory.check_memory(spec, w, h, torch.device("cpu"))  # the suggestion passes the same check
-    assert memory.estimate_bytes(spec, w, h) <= free * memory.SUGGEST_SHARE
+    memory.check_memory(work.at(w, h))  # the suggestion passes the same check
+    assert work.at(w, h).bytes() <= free * memory.SUGGEST_SHARE
 
 
 def test_memory_estimate_grows_with_size_and_batch(tiny_models):

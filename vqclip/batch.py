@@ -30,6 +30,7 @@ from . import __version__
 from .config import Config, resolve, to_yaml, with_seed
 from .errors import ConfigError, UsageError
 from .jobs import Job
+from .memory import SUGGEST_SHARE, Workload, available_bytes
 from .optimize import Step
 from .outputs import VideoWriter, append_jsonl, read_jsonl, save_png, unique_dir, write_jsonl
 from .pipeline import Models, Plan, check, generate_batch, load_models
@@ -38,10 +39,7 @@ from .story import is_story
 
 MANIFEST = "manifest.jsonl"
 SHEET = "contact_sheet.png"
-# rough CUDA memory of one image in flight at 256x256 with cutn 32 (decoder activations dominate), and of the
-# models themselves (ImageNet f16 VQGAN + ViT-B/32); the default batch size leaves a fifth of free memory spare
-GIB_PER_IMAGE_256 = 2.0
-GIB_MODELS = 1.5
+MAX_DEFAULT_BATCH = 16  # more images per step gains little once the GPU is busy
 
 
 @dataclass
@@ -114,14 +112,21 @@ def rank_device(device: torch.device, shard: Shard) -> torch.device:
     return device
 
 
-def default_batch_size(device: torch.device, cfg: Config) -> int:
-    """1 off CUDA (batching gains nothing on a CPU); on CUDA, what an estimate says fits in free memory."""
-    if device.type != "cuda":
+def largest_job(planned: list[Planned]) -> Planned:
+    """The job whose step needs the most memory (most pixels, then most cutouts): it bounds the batch size."""
+    return max(planned, key=lambda p: (p.plan.width * p.plan.height, p.cfg.cutouts.cutn, len(p.plan.clip_specs)))
+
+
+def default_batch_size(device: torch.device, planned: list[Planned]) -> int:
+    """1 off CUDA (batching gains nothing on a CPU); on CUDA, as many images of the largest job as the memory
+    estimate fits in SUGGEST_SHARE of free memory (at least 1: check_memory then says if even that cannot fit)."""
+    if device.type != "cuda" or not planned:
         return 1
-    free, _ = torch.cuda.mem_get_info(device)
-    per_image = GIB_PER_IMAGE_256 * (cfg.width * cfg.height / 256**2) * max(1.0, cfg.cutouts.cutn / 32) ** 0.5
-    spare = free / 2**30 * 0.8 - GIB_MODELS
-    return int(max(1, min(16, spare // per_image)))
+    big = largest_job(planned)
+    one = Workload.of(big.plan, big.cfg, device, batch=1).bytes()
+    per_image = Workload.of(big.plan, big.cfg, device, batch=2).bytes() - one
+    budget = available_bytes(device) * SUGGEST_SHARE - (one - per_image)
+    return int(max(1, min(MAX_DEFAULT_BATCH, len(planned), budget // max(per_image, 1))))
 
 
 def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None) -> list[Planned]:

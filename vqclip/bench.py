@@ -26,7 +26,7 @@ from . import __version__, fastpath
 from .config import Config, CutoutConfig, ModelConfig, SpeedConfig, validate_speed
 from .cutouts import apply_crops
 from .errors import ConfigError, UnknownNameError, first_line
-from .memory import check_memory
+from .memory import Workload, check_memory
 from .models import build_vqgan, load_clip, read_vqgan_yaml, register_clip_architectures
 from .optimize import Guide, LoopSettings, optimize, random_latent, synth
 from .pipeline import Models, Plan, generate_batch, make_guides, settings
@@ -95,6 +95,7 @@ def build_models(bc: BenchConfig, device: torch.device, seed: int = 0) -> Models
 
 
 def run_config(bc: BenchConfig, steps: int, speed: SpeedConfig) -> tuple[Config, Plan]:
+    register_clip_architectures(ARCHITECTURES)  # the plan's CLIP names must resolve (memory estimate)
     cfg = Config(prompt=PROMPT, width=bc.size, height=bc.size, steps=steps, seed=0, device="auto",
                  model=ModelConfig(vqgan=bc.vqgan, clip=[f"{c}:random" for c in bc.clip]),
                  cutouts=CutoutConfig(cutn=bc.cutn), speed=speed)
@@ -272,7 +273,7 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
                         SpeedConfig(compile=o.compile, compile_mode=o.compile_mode))
     validate_speed(speed)
     cfg, plan = run_config(bc, warmup + steps, speed)
-    check_memory(plan.vqgan_spec, bc.size, bc.size, device, bc.batch)  # refuse up front what cannot fit
+    check_memory(Workload.of(plan, cfg, device, bc.batch))  # refuse up front what cannot fit
 
     start = time.perf_counter()
     models = build_models(bc, device)

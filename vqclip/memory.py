@@ -1,26 +1,36 @@
 """How much memory a run needs, estimated before any model loads, and advice when it does not fit.
 
-The estimate is the VQGAN decoder's saved activations (what autograd keeps for the backward pass through
-the decoder, which dominates at large sizes) plus the VQGAN's weights. It is measured, not guessed: the
-decoder runs once on the `meta` device, which computes shapes without allocating. CLIP's share does not
-grow with the image and is left out, so the estimate is a lower bound: a run it refuses cannot fit.
+The estimate is measured, not guessed: the models run once on the `meta` device, which computes shapes
+without allocating, and a saved-tensor hook adds up the storage autograd keeps for the backward pass. It counts
+- the VQGAN's weights and its decoder's saved activations, which dominate at large sizes, with the run's fast
+  path applied (fused attention, activation checkpointing with its recompute, bf16);
+- each CLIP's weights and the activations of its cutouts, which do not grow with the image but do with cutn.
+It leaves out what is small or allocator-dependent (gradients in flight, the optimiser state, the cutouts
+themselves, fragmentation), and under bf16 autocast it counts every activation as bf16 though norms and softmax
+stay fp32. Against the peak resident memory of real CPU steps it came within 10% (tests/test_memory.py,
+figures in BENCHMARKS.md); on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
 import os
-from typing import Iterator, Optional
+import unittest.mock
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
+from .config import SpeedConfig
 from .errors import ConfigError, OutOfMemory
-from .models import VQGAN, VQGANSpec
+from .fastpath import REFERENCE, FastPath, resolve
+from .models import VQGAN, VQGANSpec, meta_clip
 
-# the share of free memory a suggested size may use; the rest is left for CLIP, gradients and the allocator
+# the share of free memory a suggested size may use; the rest is left for what the estimate leaves out
 SUGGEST_SHARE = 0.6
 # above this many pixels the decoder is not run even on meta: activations grow at least linearly, so an
 # estimate scaled up from this size is still a lower bound
@@ -43,10 +53,20 @@ def available_bytes(device: torch.device) -> Optional[int]:
     return None
 
 
+def _dtype(bf16: bool) -> torch.dtype:
+    return torch.bfloat16 if bf16 else torch.float32
+
+
 @functools.lru_cache(maxsize=8)
-def _meta_vqgan(spec_json: str) -> VQGAN:
+def _meta_vqgan(spec_json: str, bf16: bool = False) -> VQGAN:
     with torch.device("meta"):
-        return VQGAN(VQGANSpec(**json.loads(spec_json)))
+        return VQGAN(VQGANSpec(**json.loads(spec_json))).requires_grad_(False).to(_dtype(bf16))
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_clip(spec: str, bf16: bool):
+    perceptor = meta_clip(spec)
+    return perceptor.to(_dtype(bf16)) if perceptor is not None else None
 
 
 def _spec_key(spec: VQGANSpec) -> str:
@@ -54,48 +74,151 @@ def _spec_key(spec: VQGANSpec) -> str:
                        "gumbel": spec.gumbel, "kl_weight": spec.kl_weight}, sort_keys=True)
 
 
-def _decoder_activation_bytes(model: VQGAN, width: int, height: int) -> int:
-    """Bytes autograd saves for one image's decode at this size (run on meta: no memory is used)."""
-    params = {id(p) for p in model.parameters()}
-    seen: set[int] = set()
-    total = 0
+def _weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the parameters as loaded: fp32 whatever the autocast (the meta copy may be bf16)."""
+    return sum(p.numel() * 4 if p.is_floating_point() else p.numel() * p.element_size() for p in model.parameters())
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        if id(t) not in params and id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
+
+_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+
+def _fused_sdpa_on_meta(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+    """On meta, SDPA has no kernel choice and falls back to the maths that keeps the [L, L] attention matrix;
+    count it as the fused kernel it is on a real device (flash/memory-efficient, as CLIP's attention and the
+    fused VQGAN attention get there), which keeps only q, k, v, the output and a logsumexp."""
+    if query.device.type == "meta" and attn_mask is None and not is_causal and not kw:
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, scale=scale)[0]
+    return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, **kw)
+
+
+class _SavedBytes:
+    """Adds up the storage bytes autograd saves for backward while active: each storage once, so views of one
+    tensor count once, and the model's own parameters (and views of them) not at all."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.total = 0
+        self._seen = {p.untyped_storage()._cdata for p in model.parameters()}
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage._cdata not in self._seen:
+            self._seen.add(storage._cdata)
+            self.total += storage.nbytes()
         return t
 
+    def run(self, fn: Callable[[], object]) -> int:
+        # F.multi_head_attention_forward (CLIP) looks the name up in torch.nn.functional at call time
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t), \
+                unittest.mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _fused_sdpa_on_meta):
+            fn()
+        return self.total
+
+
+def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastPath = REFERENCE) -> int:
+    """Bytes one image's decode keeps for the backward at this size, on meta (no memory is used).
+
+    With checkpointing, the recomputed blocks keep only their inputs, and the largest of them is alive again
+    while it is recomputed in the backward.
+    """
+    model.set_fused_attention(fast.fused_attention)
+    model.set_checkpointing(False)
+    dtype = next(model.parameters()).dtype
     f = model.factor
-    z = torch.zeros(1, model.spec.embed_dim, height // f, width // f, device="meta", requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.decode(z)
-    return total
+    z = torch.zeros(1, model.spec.embed_dim, height // f, width // f, device="meta", dtype=dtype, requires_grad=True)
+    counter = _SavedBytes(model)
+    blocks, handles = {}, []
+    if fast.checkpoint:
+        def enter(block, args):
+            blocks[block] = [counter.total, args[0].numel() * args[0].element_size()]
+
+        def leave(block, args, out):
+            blocks[block][0] = counter.total - blocks[block][0]
+
+        for block in model.checkpointable_blocks():
+            handles += [block.register_forward_pre_hook(enter), block.register_forward_hook(leave)]
+    try:
+        total = counter.run(lambda: model.decode(z))
+    finally:
+        for h in handles:
+            h.remove()
+    if not blocks:
+        return total
+    inside = [saved for saved, _ in blocks.values()]
+    return total - sum(inside) + sum(inputs for _, inputs in blocks.values()) + max(inside)
 
 
-def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1) -> int:
-    """A lower bound of the memory one step of `batch` images of width x height needs."""
-    model = _meta_vqgan(_spec_key(spec))
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
+    """(weights, activation bytes per cutout) of one CLIP, measured on meta from the difference of two batch
+    sizes, so tensors that do not grow with the batch (views of the weights) are not counted as activations."""
+    perceptor = _meta_clip(spec, bf16)
+    if perceptor is None:  # not measurable offline: left out
+        return 0, 0
+    size = perceptor.input_size
+
+    def saved(n: int) -> int:
+        x = torch.zeros(n, 3, size, size, device="meta", dtype=_dtype(bf16), requires_grad=True)
+        return _SavedBytes(perceptor).run(lambda: perceptor.encode_image(x))
+
+    return _weight_bytes(perceptor), (saved(4) - saved(2)) // 2
+
+
+def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1, *, fast: FastPath = REFERENCE,
+                   clips: Sequence[str] = (), cutn: int = 0) -> int:
+    """A lower bound of the memory one step of `batch` images of width x height needs on the given fast path,
+    with `cutn` cutouts scored by each CLIP in `clips` (specs as `check_clip` takes them)."""
+    model = _meta_vqgan(_spec_key(spec), fast.decoder_bf16)
     pixels = width * height
     if pixels <= _MAX_MEASURED_PIXELS:
-        per_image = _decoder_activation_bytes(model, width, height)
+        per_image = _decoder_activation_bytes(model, width, height, fast)
     else:  # scale a measured size up by the pixel ratio (activations grow at least linearly with pixels)
         scale = math.sqrt(_MAX_MEASURED_PIXELS / pixels)
         w, h = (max(model.factor, int(s * scale) // model.factor * model.factor) for s in (width, height))
-        per_image = _decoder_activation_bytes(model, w, h) * (pixels / (w * h))
+        per_image = _decoder_activation_bytes(model, w, h, fast) * (pixels / (w * h))
+    weights = _weight_bytes(model)
+    for clip in clips:
+        clip_weights, per_cutout = _clip_bytes_per_cutout(clip, fast.clip_bf16)
+        weights += clip_weights
+        per_image += per_cutout * cutn
     return int(weights + per_image * batch)
 
 
-def fitting_size(spec: VQGANSpec, width: int, height: int, budget: float, batch: int = 1) -> Optional[tuple[int, int]]:
+@dataclass(frozen=True)
+class Workload:
+    """One step's shape for the memory estimate: the models, the size, the batch and the speed switches."""
+
+    spec: VQGANSpec
+    width: int
+    height: int
+    device: torch.device
+    batch: int = 1
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    clips: tuple[str, ...] = ()
+    cutn: int = 0
+
+    @classmethod
+    def of(cls, plan, cfg, device: torch.device, batch: int = 1) -> "Workload":
+        """The workload of a checked Plan and its Config on device."""
+        return cls(plan.vqgan_spec, plan.width, plan.height, device, batch, cfg.speed, tuple(plan.clip_specs),
+                   cfg.cutouts.cutn)
+
+    def at(self, width: int, height: int) -> "Workload":
+        return dataclasses.replace(self, width=width, height=height)
+
+    def bytes(self) -> int:
+        # the fast path depends on the size (checkpointing starts above speed.checkpoint_pixels)
+        fast = resolve(self.speed, self.device, self.width, self.height)
+        return estimate_bytes(self.spec, self.width, self.height, self.batch, fast=fast, clips=self.clips,
+                              cutn=self.cutn)
+
+
+def fitting_size(work: Workload, budget: float) -> Optional[tuple[int, int]]:
     """The largest size with the same aspect ratio (multiples of the factor) whose estimate is within budget."""
-    f = spec.factor
+    f = work.spec.factor
     scale = 1.0
     for _ in range(200):
-        w = max(f, int(width * scale) // f * f)
-        h = max(f, int(height * scale) // f * f)
-        if estimate_bytes(spec, w, h, batch) <= budget:
+        w = max(f, int(work.width * scale) // f * f)
+        h = max(f, int(work.height * scale) // f * f)
+        if work.at(w, h).bytes() <= budget:
             return w, h
         if (w, h) == (f, f):
             return None
@@ -107,35 +230,36 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def advice(spec: VQGANSpec, width: int, height: int, device: torch.device, batch: int = 1,
-           free: Optional[int] = None, failed: bool = False) -> str:
+def advice(work: Workload, free: Optional[int] = None, failed: bool = False) -> str:
     """What to do instead: a size that fits the device's free memory, fewer cutouts, or the CPU.
 
     After a real failure (`failed`) the estimate was too low, so the size suggested is also at most half of
     the failed size's estimate.
     """
-    free = available_bytes(device) if free is None else free
+    free = available_bytes(work.device) if free is None else free
     budget = free * SUGGEST_SHARE if free else None
     if failed:
-        half = estimate_bytes(spec, width, height, batch) / 2
+        half = work.bytes() / 2
         budget = min(budget, half) if budget else half
-    fit = fitting_size(spec, width, height, budget, batch) if budget else None
-    tips = [f"try --size {fit[0]} {fit[1]}"] if fit and fit != (width, height) else ["try a smaller --size"]
+    fit = fitting_size(work, budget) if budget else None
+    tips = [f"try --size {fit[0]} {fit[1]}"] if fit and fit != (work.width, work.height) else ["try a smaller --size"]
     tips.append("fewer cutouts (--set cutouts.cutn=16)")
-    if device.type == "cuda":
+    if work.batch > 1:
+        tips.append("a smaller --batch-size")
+    if work.device.type == "cuda":
         tips.append("or --device cpu")
     return ", ".join(tips)
 
 
-def check_memory(spec: VQGANSpec, width: int, height: int, device: torch.device, batch: int = 1) -> None:
-    """Refuse up front a size whose lower-bound estimate exceeds the device's free memory."""
-    free = available_bytes(device)
+def check_memory(work: Workload) -> None:
+    """Refuse up front a run whose lower-bound estimate exceeds the device's free memory."""
+    free = available_bytes(work.device)
     if free is None:
         return
-    need = estimate_bytes(spec, width, height, batch)
+    need = work.bytes()
     if need > free:
-        raise ConfigError(f"{width}x{height} needs at least {_gib(need)} on {device.type} but only {_gib(free)} "
-                          f"is free; {advice(spec, width, height, device, batch, free)}")
+        raise ConfigError(f"{work.width}x{work.height} needs at least {_gib(need)} on {work.device.type} but only "
+                          f"{_gib(free)} is free; {advice(work, free)}")
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -146,7 +270,7 @@ def _is_oom(e: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def oom_advice(spec: VQGANSpec, width: int, height: int, device: torch.device, batch: int = 1) -> Iterator[None]:
+def oom_advice(work: Workload) -> Iterator[None]:
     """Turn a real out-of-memory failure into an OutOfMemory error with the same advice as `check_memory`."""
     failed = False
     try:
@@ -157,7 +281,7 @@ def oom_advice(spec: VQGANSpec, width: int, height: int, device: torch.device, b
         failed = True
     # out of the except block, so the failed step's tensors are freed before measuring what is free
     if failed:
-        if device.type == "cuda":
+        if work.device.type == "cuda":
             torch.cuda.empty_cache()
-        raise OutOfMemory(f"out of memory on {device.type} at {width}x{height}; "
-                          f"{advice(spec, width, height, device, batch, failed=True)}")
+        raise OutOfMemory(f"out of memory on {work.device.type} at {work.width}x{work.height}; "
+                          f"{advice(work, failed=True)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import os
 import pickle
 import struct
@@ -186,14 +187,19 @@ class VQGAN(nn.Module):
                 if enabled:
                     module.forward = functools.partial(_fused_attention_forward, module)
 
+    def checkpointable_blocks(self, levels: int = 2) -> list[nn.Module]:
+        """The residual blocks of the decoder's `levels` highest-resolution levels (taming's up[0] runs at full
+        resolution): the ones `set_checkpointing` recomputes."""
+        return [block for level in list(self.decoder.up)[:levels] for block in level.block]
+
     def set_checkpointing(self, enabled: bool, levels: int = 2) -> None:
-        """Recompute the residual blocks of the decoder's `levels` highest-resolution levels in the backward
-        pass instead of keeping their activations. In taming's Decoder, up[0] runs at full resolution."""
-        for i, level in enumerate(self.decoder.up):
+        """Recompute `checkpointable_blocks` in the backward pass instead of keeping their activations."""
+        for level in self.decoder.up:
             for block in level.block:
                 block.__dict__.pop("forward", None)  # back to the class's forward
-                if enabled and i < levels:
-                    block.forward = functools.partial(_checkpointed, type(block).forward.__get__(block))
+        if enabled:
+            for block in self.checkpointable_blocks(levels):
+                block.forward = functools.partial(_checkpointed, type(block).forward.__get__(block))
 
 
 def _fused_attention_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -203,10 +209,7 @@ def _fused_attention_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     b, c, height, width = x.shape
     # [B, hw, C] with unit stride on C (fused kernels fall back to the matrix otherwise); free if channels_last
     q, k, v = (conv(h).flatten(2).transpose(1, 2).contiguous().unsqueeze(1) for conv in (block.q, block.k, block.v))
-    if x.device.type == "meta":  # meta has no kernel choice and falls back to the matrix; count a fused kernel
-        out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)[0]
-    else:
-        out = F.scaled_dot_product_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q, k, v)
     return x + block.proj_out(out.squeeze(1).transpose(1, 2).reshape(b, c, height, width))
 
 
@@ -289,11 +292,6 @@ class Perceptor(nn.Module):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenizer(list(texts)).to(self.mean.device)
         return self.model.encode_text(tokens).float()
-
-    def compile_image_tower(self) -> None:
-        """torch.compile open_clip's image tower (the part run every step); idempotent."""
-        if not hasattr(self.model.visual, "_orig_mod"):
-            self.model.visual = torch.compile(self.model.visual)
 
     def count_tokens(self, text: str) -> int:
         """Number of BPE tokens (with start/end) the text needs; CLIP truncates past its context length."""
@@ -416,6 +414,24 @@ def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_di
     tokenizer = open_clip.get_tokenizer(name)
     perceptor = Perceptor(model, tokenizer, mean, std, str(cs))
     return perceptor.eval().requires_grad_(False).to(device)
+
+
+def meta_clip(spec: str | ClipSpec) -> Optional[Perceptor]:
+    """The CLIP model of spec built on the `meta` device (shapes only, no weights read, no memory used), for
+    memory estimates; None for an hf-hub model, whose config itself would need a download. Raises the same
+    errors as `check_clip` for an unknown name."""
+    cs, _ = check_clip(spec)
+    if cs.model.startswith("hf-hub:"):
+        return None
+    open_clip = _open_clip()
+    logger = logging.getLogger()  # open_clip warns on the root logger that no pretrained weights were loaded
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(cs.model, pretrained=None, load_weights=False, device="meta")
+    finally:
+        logger.setLevel(level)
+    return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(cs)).requires_grad_(False).to("meta")
 
 
 def clip_weights_source(open_clip, name: str, tag: Optional[str]) -> str:

@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from ..batch import ModelCache, close_shard, default_batch_size, init_shard, plan_jobs, rank_device, run_batch
+from ..batch import (ModelCache, close_shard, default_batch_size, init_shard, largest_job, plan_jobs, rank_device,
+                     run_batch)
+from ..memory import Workload, check_memory
 from ..jobs import read_jobs
 from ..outputs import check_writable
 from ..pipeline import pick_device
@@ -55,7 +57,10 @@ def batch(
     shard = init_shard()
     try:
         dev = rank_device(pick_device(base.device), shard)
-        size_b = batch_size or default_batch_size(dev, base)
+        size_b = batch_size or default_batch_size(dev, planned)
+        if planned:  # the largest group must fit before any model loads
+            big = largest_job(planned)
+            check_memory(Workload.of(big.plan, big.cfg, dev, batch=min(size_b, len(planned))))
         with StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar, \
                 sigterm_as_interrupt():
             result = run_batch(planned, Path(out), ModelCache(dev), size_b, shard, on_step=_reset(bar),

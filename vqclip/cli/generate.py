@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 
 from ..config import Config, resolve
 from ..errors import UsageError
-from ..memory import check_memory, oom_advice
+from ..memory import Workload, check_memory, oom_advice
 from ..outputs import check_writable, read_png_metadata
 from ..pipeline import check, load_models, pick_device
 from ..hub import ensure_vqgan
@@ -86,9 +86,10 @@ def generate(
     plan = check(cfg)  # everything that can be wrong without a model is caught here
     dev = pick_device(cfg.device)
     check_writable(cfg.output.dir)
-    check_memory(plan.vqgan_spec, plan.width, plan.height, dev)
+    work = Workload.of(plan, cfg, dev)
+    check_memory(work)
     models = load_models(plan, dev, cfg.model.checkpoints_dir)
-    with oom_advice(plan.vqgan_spec, plan.width, plan.height, dev), StepBar(cfg.steps) as bar, \
+    with oom_advice(work), StepBar(cfg.steps) as bar, \
             sigterm_as_interrupt():
         try:
             result = run(cfg, models, dev, on_step=bar.update, plan=plan)
