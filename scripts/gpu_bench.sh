@@ -12,13 +12,17 @@
 # Finished steps are skipped when the script runs again (their JSON file, or gpu-tests.passed, is there), so a
 # run cut short carries on where it stopped; FORCE=1 redoes everything. TIME_LIMIT_S=N stops starting (and
 # kills) work N seconds after the start, then still writes the tables and exits 3: run it again to go on.
-# Python: $PYTHON, else .venv/bin/python, else python. Exits 1 if a test or a benchmark failed (the other
-# benchmarks still run).
+# Python: $PYTHON, else .venv/bin/python, else python3 (with .whl/ from scripts/gpu_wheels.sh installed first).
+# Exits 1 if a test or a benchmark failed (the other benchmarks still run).
 set -euo pipefail
 
 out=${1:-bench-results}
 py=${PYTHON:-.venv/bin/python}
-[[ -x $py ]] || py=python
+[[ -x $py ]] || py=python3  # the GPU machine's python3 holds its torch
+if [[ -d .whl && ! -x .venv/bin/python ]]; then  # wheels carried from scripts/gpu_wheels.sh
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/vqclip-site .whl/*.whl
+    export PYTHONPATH=$PWD:/tmp/vqclip-site${PYTHONPATH:+:$PYTHONPATH}
+fi
 force=${FORCE:-}
 limit=${TIME_LIMIT_S:-0}
 mkdir -p "$out"
