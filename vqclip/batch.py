@@ -20,7 +20,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -35,6 +35,7 @@ from .optimize import Step
 from .outputs import VideoWriter, append_jsonl, read_jsonl, save_png, unique_dir, write_jsonl
 from .pipeline import Models, Plan, check, generate_batch, load_models
 from .session import metadata, run_name
+from .shard import Shard
 from .story import is_story
 
 MANIFEST = "manifest.jsonl"
@@ -52,21 +53,6 @@ class Planned:
 
 
 @dataclass
-class Shard:
-    """This process's share of a batch: rank `rank` of `world` (torchrun), 0 of 1 otherwise."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-
-@dataclass
 class BatchResult:
     records: list[dict] = field(default_factory=list)  # this rank's manifest records of this run
     skipped: int = 0  # jobs already done in an earlier run
@@ -81,35 +67,6 @@ class BatchInterrupted(Exception):
     def __init__(self, records: list[dict]):
         super().__init__("interrupted")
         self.records = records
-
-
-def init_shard() -> Shard:
-    """Join the torchrun group when WORLD_SIZE > 1 (env:// rendezvous); a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
-        return Shard()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        # the ranks move no tensors, they only wait for each other: gloo serves on GPUs too, and unlike
-        # NCCL's watchdog it lets a rank that finished early wait hours for the slowest one
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
-    return Shard(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def close_shard(shard: Shard) -> None:
-    if shard.world > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def rank_device(device: torch.device, shard: Shard) -> torch.device:
-    """Under torchrun each rank takes the GPU of its local rank."""
-    if device.type == "cuda" and device.index is None and shard.world > 1:
-        return torch.device("cuda", shard.local_rank % torch.cuda.device_count())
-    return device
 
 
 def largest_job(planned: list[Planned]) -> Planned:

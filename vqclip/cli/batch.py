@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from ..batch import (ModelCache, close_shard, default_batch_size, init_shard, largest_job, plan_jobs, rank_device,
-                     run_batch)
+from ..batch import ModelCache, default_batch_size, largest_job, plan_jobs, run_batch
+from ..shard import close_shard, init_shard, rank_device
 from ..memory import Workload, check_memory
 from ..jobs import read_jobs
 from ..outputs import check_writable
