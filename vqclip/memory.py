@@ -65,8 +65,7 @@ def _meta_vqgan(spec_json: str, bf16: bool = False) -> VQGAN:
 
 @functools.lru_cache(maxsize=8)
 def _meta_clip(spec: str, bf16: bool):
-    perceptor = meta_clip(spec)
-    return perceptor.to(_dtype(bf16)) if perceptor is not None else None
+    return meta_clip(spec).to(_dtype(bf16))
 
 
 def _spec_key(spec: VQGANSpec) -> str:
@@ -151,8 +150,6 @@ def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
     """(weights, activation bytes per cutout) of one CLIP, measured on meta from the difference of two batch
     sizes, so tensors that do not grow with the batch (views of the weights) are not counted as activations."""
     perceptor = _meta_clip(spec, bf16)
-    if perceptor is None:  # not measurable offline: left out
-        return 0, 0
     size = perceptor.input_size
 
     def saved(n: int) -> int:

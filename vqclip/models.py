@@ -416,13 +416,10 @@ def load_clip(spec: str | ClipSpec, device: torch.device | str = "cpu", cache_di
     return perceptor.eval().requires_grad_(False).to(device)
 
 
-def meta_clip(spec: str | ClipSpec) -> Optional[Perceptor]:
+def meta_clip(spec: str | ClipSpec) -> Perceptor:
     """The CLIP model of spec built on the `meta` device (shapes only, no weights read, no memory used), for
-    memory estimates; None for an hf-hub model, whose config itself would need a download. Raises the same
-    errors as `check_clip` for an unknown name."""
+    memory estimates. Raises the same errors as `check_clip` for an unknown name."""
     cs, _ = check_clip(spec)
-    if cs.model.startswith("hf-hub:"):
-        return None
     open_clip = _open_clip()
     logger = logging.getLogger()  # open_clip warns on the root logger that no pretrained weights were loaded
     level = logger.level
