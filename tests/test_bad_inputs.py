@@ -234,6 +234,23 @@ def test_batch_out_is_a_file(files, tiny_models, tiny_args, tmp_path, no_model_l
     _assert_one_line_error(runner.invoke(app, argv), 1, "is a file, not a folder")
 
 
+def test_batch_size_that_cannot_fit_fails_before_any_model_loads(tiny_models, tiny_args, tmp_path, monkeypatch,
+                                                                  no_model_loads):
+    from vqclip import memory
+    from vqclip.config import Config
+
+    cfg = Config(prompt="a", width=32, height=32)
+    cfg.model.vqgan, cfg.model.clip = tiny_models["vqgan"], [tiny_models["clip"]]
+    one, three = (memory.Workload.of(pipeline.check(cfg), cfg, torch.device("cpu"), n).bytes() for n in (1, 3))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: (one + three) // 2)  # fits one image, not 3
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\na green triangle\n")
+    argv = ["batch", str(prompts), *tiny_args[:4], "--size", "32", "32", "--device", "cpu",
+            "--out", str(tmp_path / "run"), "--batch-size", "3"]
+    _assert_one_line_error(runner.invoke(app, argv), 2, "a smaller --batch-size")
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # failures that need the models: corrupt checkpoints, a full disk, out of memory (exit 1)
 
