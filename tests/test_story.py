@@ -11,7 +11,7 @@ from vqclip.config import resolve
 from vqclip.errors import ConfigError, PromptError
 from vqclip.outputs import read_png_metadata
 from vqclip.pipeline import generate
-from vqclip.story import prompt_at, segments
+from vqclip.story import parse_keyframes, prompt_at, segments
 
 
 def cfg_for(tiny_models, prompt, **extra):
@@ -34,6 +34,38 @@ def test_schedule_forms():
         segments(resolve(options={"prompt": "a^b", "steps": 10, "story_every": 20}))
     with pytest.raises(ConfigError, match="step 0"):
         segments(resolve(options={"keyframes": {3: "b"}}))
+
+
+def test_schedule_over_frames_counts_frames_not_steps():
+    """animate lays the same forms over animation.frames; its messages say frame and --frames."""
+    cfg = resolve(options={"prompt": "a^b^c", "steps": 300, "animation.frames": 12})
+    assert segments(cfg, "frame") == [(0, "a"), (4, "b"), (8, "c")]
+    assert segments(cfg) == [(0, "a"), (100, "b"), (200, "c")]  # the same config over steps
+    every = resolve(options={"prompt": "a^b", "story_every": 5, "animation.frames": 12, "keyframes": {11: "z"}})
+    assert segments(every, "frame") == [(0, "a"), (5, "b"), (11, "z")]
+    late = resolve(options={"prompt": "a", "animation.frames": 12, "keyframes": {12: "z"}})
+    with pytest.raises(ConfigError, match=r"^keyframe 12 \('z'\) is past the last frame: the animation has 12 frames "
+                                          r"\(0-11\); move it below 12 or raise --frames$"):
+        segments(late, "frame")
+    with pytest.raises(ConfigError, match="starts at frame 15 but the animation has 12 frames"):
+        segments(resolve(options={"prompt": "a^b", "story_every": 15, "animation.frames": 12}), "frame")
+    with pytest.raises(ConfigError, match="add a keyframe at frame 0"):
+        segments(resolve(options={"keyframes": {3: "b"}}), "frame")
+
+
+def test_keyframes_from_the_command_line_forms():
+    assert parse_keyframes(["0=a seed", " 150 = a sapling:2|x:-1 ", "7=a=b"]) == \
+        {0: "a seed", 150: "a sapling:2|x:-1", 7: "a=b"}
+    for bad in ("30", "-3=a", "1.5=a", "abc=a", "2=", "=a", "2=  "):
+        with pytest.raises(ConfigError, match="--keyframe takes N=PROMPT"):
+            parse_keyframes([bad])
+    with pytest.raises(ConfigError, match="--keyframe 2 is given twice"):
+        parse_keyframes(["2=a", "2=b"])
+    # --set keyframes.N=... works too: the dotted key's text becomes a number
+    assert resolve(overrides=["keyframes.150=a sapling", "keyframes.0=a seed"]).keyframes == \
+        {0: "a seed", 150: "a sapling"}
+    with pytest.raises(ConfigError, match="keyframes map step \\(or frame\\) numbers to prompts, got 'abc'"):
+        resolve(overrides=["keyframes.abc=x"])
 
 
 def test_story_switches_prompt_at_the_right_step(tiny_models):

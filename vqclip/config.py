@@ -52,6 +52,18 @@ class OutputConfig:
     fps: int = 10
 
 
+@dataclass
+class AnimationConfig:
+    """`vqclip animate`: how many frames and the camera move between them (generate and batch ignore it)."""
+
+    frames: int = 60
+    steps_per_frame: int = 10  # steps of every frame after the first, which runs `steps`
+    zoom: float = 1.02  # scale per frame: >1 zooms in, <1 out
+    rotate: float = 0.0  # degrees per frame, counter-clockwise
+    pan: List[float] = field(default_factory=lambda: [0.0, 0.0])  # pixels per frame the picture moves: right, down
+    blend: int = 0  # story mode: frames over which each new prompt fades in (0: a cut)
+
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
@@ -86,13 +98,16 @@ class Config:
     steps: int = 300
     seed: Optional[int] = None  # None draws one; the drawn seed is recorded in every output
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    story_every: int = 0  # story mode: a prompt "a^b^c" switches every N steps; 0 splits the steps evenly
-    keyframes: Dict[int, str] = field(default_factory=dict)  # story mode: step -> prompts from that step on
+    # story mode (vqclip.story) over steps, or over frames in `vqclip animate`: a prompt "a^b^c" switches every
+    # N steps (frames); 0 splits them evenly. keyframes: step (frame) -> the prompts from there on
+    story_every: int = 0
+    keyframes: Dict[int, str] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     cutouts: CutoutConfig = field(default_factory=CutoutConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+    animation: AnimationConfig = field(default_factory=AnimationConfig)
 
 
 def _project_root() -> Path:
@@ -182,7 +197,8 @@ def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, option
     dotlist = parse_dotlist(overrides)
     if dotlist:
         try:
-            cfg = _merge(cfg, _literal(OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)), "--set"), "--set")
+            data = numbered_keyframes(OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)), "--set")
+            cfg = _merge(cfg, _literal(data, "--set"), "--set")
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -194,6 +210,22 @@ def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, option
         raise ConfigError(f"bad value for {key}: {str(e.msg if hasattr(e, 'msg') else e).splitlines()[0]}") from None
     validate(config)
     return config
+
+
+def numbered_keyframes(data: dict, source: str) -> dict:
+    """Keyframe keys as numbers: `--set keyframes.150=...` and JSON jobs give them as text."""
+    given = data.get("keyframes")
+    if not isinstance(given, dict):
+        return data
+    keyframes = {}
+    for key, text in given.items():
+        try:
+            # a key with nothing after `=` reads as None: keep it as an empty prompt, which story mode names
+            keyframes[int(key)] = "" if text is None else text
+        except ValueError:
+            raise ConfigError(f"{source}: keyframes map step (or frame) numbers to prompts, got {key!r}; "
+                              f"e.g. {{0: a seed, 150: a sapling}}") from None
+    return {**data, "keyframes": keyframes}
 
 
 def _escape(value: Any) -> Any:
@@ -240,7 +272,12 @@ def validate(cfg: Config) -> None:
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
     if cfg.story_every < 0:
-        raise ConfigError(f"story_every must be 0 (split the steps evenly) or positive, got {cfg.story_every}")
+        raise ConfigError(f"story_every must be 0 (split evenly) or positive, got {cfg.story_every}")
+    for key in ("frames", "steps_per_frame"):
+        if not getattr(cfg.animation, key) > 0:
+            raise ConfigError(f"animation.{key} must be positive, got {getattr(cfg.animation, key)}")
+    if cfg.animation.blend < 0:
+        raise ConfigError(f"animation.blend must be 0 (a cut) or positive, got {cfg.animation.blend}")
     if cfg.cutouts.cut_pow <= 0:
         raise ConfigError(f"cutouts.cut_pow must be positive, got {cfg.cutouts.cut_pow}")
     if cfg.optim.name not in OPTIMIZERS:

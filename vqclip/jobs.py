@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from .config import numbered_keyframes
 from .errors import ConfigError, UsageError
 
 SEP = "##"
@@ -100,11 +101,7 @@ def _item(item: Any, index: int, source: str) -> Job:
         if not (isinstance(size, (list, tuple)) and len(size) == 2):
             raise ConfigError(f"{source}: size should be [width, height], got {size!r}")
         options.update(width=size[0], height=size[1])
-    if isinstance(options.get("keyframes"), dict):  # JSON keys are strings; the schema wants step numbers
-        try:
-            options["keyframes"] = {int(k): v for k, v in options["keyframes"].items()}
-        except ValueError:
-            raise ConfigError(f"{source}: keyframes map step numbers to prompts, e.g. {{0: a seed}}") from None
+    options = numbered_keyframes(options, source)  # JSON keys are strings; the schema wants step numbers
     return Job(index, str(item.get("prompt", "")).strip(), options, source)
 
 

@@ -54,14 +54,19 @@ class Plan:
     image_prompts: list[tuple[Path, float]]
     width: int
     height: int
-    story: list[tuple[int, list[Prompt]]] = field(default_factory=list)  # later prompts by start step
+    story: list[tuple[int, list[Prompt]]] = field(default_factory=list)  # later prompts by start step (frame)
+    schedule: list[tuple[int, str]] = field(default_factory=list)  # every segment's (start, prompt text)
+    unit: str = "step"  # what the schedule counts: optimisation steps, or animation frames
 
 
-def check(cfg: Config, need_prompt: bool = True) -> Plan:
-    """Validate everything that needs no model weights; adjust the size to the VQGAN's factor with a notice."""
+def check(cfg: Config, need_prompt: bool = True, unit: str = "step") -> Plan:
+    """Validate everything that needs no model weights; adjust the size to the VQGAN's factor with a notice.
+
+    `unit` is what a story's schedule counts: "step" (generate, batch) or "frame" (animate).
+    """
     config, ckpt, name = resolve_vqgan(cfg.model.vqgan, cfg.model.vqgan_ckpt, cfg.model.checkpoints_dir)
     spec = read_vqgan_yaml(config)
-    schedule = segments(cfg) or [(0, "")]
+    schedule = segments(cfg, unit) or [(0, "")]
     first = schedule[0][1]
     prompts = parse_prompts(first) if (first.strip() or need_prompt and not cfg.image_prompts) else []
     story = [(step, parse_prompts(text)) for step, text in schedule[1:]]
@@ -76,7 +81,7 @@ def check(cfg: Config, need_prompt: bool = True) -> Plan:
     for clip_spec in cfg.model.clip:  # an unknown CLIP name must not cost a VQGAN load
         check_clip(resolve_clip(clip_spec))
     return Plan(config, ckpt, name, spec, [resolve_clip(c) for c in cfg.model.clip], prompts, images, width, height,
-                story)
+                story, schedule, unit)
 
 
 def _fit_size(width: int, height: int, factor: int) -> tuple[int, int]:

@@ -45,14 +45,15 @@ def metadata(cfg: Config, plan: Plan, step: int, status: str, loss: Optional[flo
     meta = {"prompt": cfg.prompt, "seed": cfg.seed, "config": to_yaml(cfg), "vqgan": plan.vqgan_name,
             "clip": ",".join(cfg.model.clip), "vqclip_version": __version__, "step": step, "steps": cfg.steps,
             "status": status, "loss": None if loss is None else f"{loss:.6f}", "Software": f"vqclip {__version__}"}
-    if plan.story:  # story mode: the whole schedule, and the prompt this image was scored against
-        schedule = story.segments(cfg)
-        meta.update(story=json.dumps(schedule), active_prompt=story.prompt_at(schedule, step))
+    if plan.story:  # story mode: the whole schedule, what it counts, and the prompt this image was scored against
+        meta.update(story=json.dumps(plan.schedule), story_unit=plan.unit,
+                    active_prompt=story.prompt_at(plan.schedule, step))
     return meta
 
 
 def run_name(cfg: Config) -> str:
-    return cfg.output.name or f"{slugify(cfg.prompt or 'image-prompt', 60)}-s{cfg.seed}"
+    first = cfg.prompt or (cfg.keyframes and cfg.keyframes[min(cfg.keyframes)]) or "image-prompt"
+    return cfg.output.name or f"{slugify(first, 60)}-s{cfg.seed}"
 
 
 def run(cfg: Config, models: Optional[Models] = None, device: Optional[torch.device] = None,
