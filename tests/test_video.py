@@ -95,6 +95,7 @@ def test_animate_streams_an_mp4_with_one_frame_per_frame(tiny_models, tmp_path):
     folder = tmp_path / "out" / "anim-a-red-circle-s2"
     meta = read_png_metadata(folder / "final.png")
     assert json.loads(meta["animation"]) == {"frames": 4, "steps_per_frame": 1, "zoom": 1.1, "rotate": 3.0,
-                                             "pan": [1.0, 0.0]}
+                                             "pan": [1.0, 0.0], "blend": 0}
     assert meta["step"] == "3" and meta["seed"] == "2"
+    assert "story" not in meta and "active_prompt" not in meta  # one prompt: no schedule to record
     assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"frame_{k:05d}.png" for k in range(4)]

@@ -2,13 +2,16 @@
 
 Frame 0 runs the config's `steps` from the usual start (random tokens or the init image); every later frame
 warps the previous frame's image (an affine map), encodes it as its starting latent and runs
-`steps_per_frame` steps. `animate` yields frames and writes nothing; `run_animation` streams them to an mp4.
+`animation.steps_per_frame` steps. A story (`a^b^c`, `keyframes`) is scheduled over frames, not steps: each
+frame is optimised against the prompt of its segment, optionally crossfaded from the previous segment's over
+`animation.blend` frames. `animate` yields frames and writes nothing; `run_animation` streams them to an mp4.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +20,12 @@ from typing import Callable, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .config import Config, with_seed
+from .config import AnimationConfig, Config, with_seed
 from .errors import ConfigError
-from .optimize import Step, optimize, random_latent
+from .optimize import Guide, Step, optimize, random_latent
 from .outputs import VideoWriter, save_png, slugify, unique_dir
-from .pipeline import Models, Plan, load_image, make_guides, settings
+from .pipeline import Models, Plan, check, load_image, make_guides, settings
+from .prompts import PromptLoss
 from .session import Interrupted, RunResult, metadata
 
 
@@ -34,8 +38,15 @@ class Motion:
     pan: tuple[float, float] = (0.0, 0.0)  # pixels per frame the content moves (right, down)
 
     def __post_init__(self):
-        if not self.zoom > 0:
+        if not (self.zoom > 0 and math.isfinite(self.zoom)):
             raise ConfigError(f"zoom must be positive (1 keeps the size, 1.02 zooms in 2% a frame), got {self.zoom}")
+        if len(self.pan) != 2 or not all(math.isfinite(v) for v in (self.rotate, *self.pan)):
+            raise ConfigError(f"rotate must be a number and pan two numbers (right, down), got {self.rotate} and "
+                              f"{list(self.pan)}")
+
+    @classmethod
+    def of(cls, cfg: AnimationConfig) -> "Motion":
+        return cls(cfg.zoom, cfg.rotate, tuple(cfg.pan))
 
 
 def warp(image: torch.Tensor, m: Motion) -> torch.Tensor:
@@ -51,47 +62,94 @@ def warp(image: torch.Tensor, m: Motion) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def animate(cfg: Config, plan: Plan, models: Models, device: torch.device, frames: int, steps_per_frame: int,
-            motion: Motion) -> Iterator[Step]:
-    """Yield Step(k) with frame k's image for k in 0..frames-1 (the last one final)."""
-    if frames < 1 or steps_per_frame < 1:
-        raise ConfigError(f"frames and steps per frame must be positive, got {frames} and {steps_per_frame}")
-    if plan.story:
-        raise ConfigError("animate takes one prompt (no ^ story or keyframes); use generate or batch for stories")
+def check_animation(cfg: Config) -> Plan:
+    """`pipeline.check` with the story over frames, plus the motion and the blend: all before a model loads."""
+    Motion.of(cfg.animation)
+    plan = check(cfg, unit="frame")
+    blend, ends = cfg.animation.blend, [start for start, _ in plan.schedule[1:]] + [cfg.animation.frames]
+    for (start, text), end in zip(plan.schedule[1:], ends[1:]):
+        if blend >= end - start:
+            raise ConfigError(f"blend of {blend} frames does not fit the segment {text!r} (frames {start}-{end - 1}); "
+                              f"lower --blend or space the prompts further apart")
+    return plan
+
+
+def segment_guides(plan: Plan, models: Models) -> list[tuple[int, str, list[Guide]]]:
+    """(start frame, prompt text, guides) of every segment; a prompt that comes back is embedded once."""
+    embedded: dict[str, list[Guide]] = {}
+    prompts = [plan.prompts] + [ps for _, ps in plan.story]
+    for (_, text), ps in zip(plan.schedule, prompts):
+        if text not in embedded:
+            embedded[text] = make_guides(plan, models, [ps])
+    return [(start, text, embedded[text]) for start, text in plan.schedule]
+
+
+def frame_guides(segments: list[tuple[int, str, list[Guide]]], k: int, blend: int) -> tuple[list[Guide], dict]:
+    """The guides of frame k and what they are: its segment's prompt, crossfaded from the one before over `blend`
+    frames (the previous prompt's loss weights scaled by 1 - t, the new one's by t)."""
+    j = max(i for i, (start, _, _) in enumerate(segments) if start <= k)
+    start, text, guides = segments[j]
+    t = (k - start + 1) / (blend + 1)
+    if j == 0 or t >= 1:
+        return guides, {"prompt": text}
+    _, before, old = segments[j - 1]
+    mixed = [Guide(a.perceptor, [[_scaled(p, 1 - t) for p in a.targets[0]] + [_scaled(p, t) for p in b.targets[0]]])
+             for a, b in zip(old, guides)]
+    return mixed, {"prompt": text, "blend": [[before, round(1 - t, 6)], [text, round(t, 6)]]}
+
+
+def _scaled(loss: PromptLoss, factor: float) -> PromptLoss:
+    return PromptLoss(loss.embed, loss.weight * factor, loss.stop)  # the same embedding, no CLIP call
+
+
+def animate(cfg: Config, plan: Plan, models: Models, device: torch.device) -> Iterator[Step]:
+    """Yield Step(k) with frame k's image for k in 0..frames-1 (the last one final).
+
+    `plan` comes from `check_animation`; each Step's extras say which prompt the frame was optimised for.
+    """
+    if plan.story and plan.unit != "frame":
+        raise ConfigError("an animation's story counts frames; make its plan with check_animation, not check")
+    a = cfg.animation
+    motion = Motion.of(a)
     generators = [torch.Generator(device=device).manual_seed(int(cfg.seed))]
-    guides = make_guides(plan, models, [plan.prompts])
+    segments = segment_guides(plan, models)
     if cfg.init_image:
         z = models.vqgan.encode(load_image(cfg.init_image, (plan.width, plan.height)).to(device) * 2 - 1)
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
     first = settings(cfg)
-    later = dataclasses.replace(first, steps=steps_per_frame)
-    for k in range(frames):
+    later = dataclasses.replace(first, steps=a.steps_per_frame)
+    for k in range(a.frames):
+        guides, used = frame_guides(segments, k, a.blend)
         *_, last = optimize(models.vqgan, guides, z, first if k == 0 else later, generators)
-        yield Step(k, last.image, last.loss, final=k == frames - 1)
+        yield Step(k, last.image, last.loss, final=k == a.frames - 1, extras=used)
         with torch.no_grad():
             z = models.vqgan.encode(warp(last.image, motion) * 2 - 1)
 
 
-def run_animation(cfg: Config, plan: Plan, models: Models, device: torch.device, frames: int, steps_per_frame: int,
-                  motion: Motion, save_frames: bool = False,
+def run_animation(cfg: Config, plan: Plan, models: Models, device: torch.device, save_frames: bool = False,
                   on_frame: Optional[Callable[[Step], None]] = None) -> RunResult:
-    """Stream the frames into <out>/<name>/animation.mp4 (and .gif), the last frame to final.png."""
+    """Stream the frames into <out>/<name>/animation.mp4 (and .gif), the last frame to final.png.
+
+    Every PNG records the config (animation settings and schedule included), so `vqclip animate --from` any of
+    them re-runs the animation and makes the same frames; a story adds the prompt each frame was optimised for.
+    """
     cfg = with_seed(cfg)
     cfg.width, cfg.height = plan.width, plan.height
-    folder = unique_dir(Path(cfg.output.dir), cfg.output.name or f"anim-{slugify(cfg.prompt, 50)}-s{cfg.seed}")
+    name = cfg.output.name or f"anim-{slugify(cfg.prompt or plan.schedule[0][1], 50)}-s{cfg.seed}"
+    folder = unique_dir(Path(cfg.output.dir), name)
     video = VideoWriter(folder / "animation.mp4", cfg.output.fps, cfg.output.gif)
-    extra = {"animation": json.dumps({"frames": frames, "steps_per_frame": steps_per_frame,
-                                      **dataclasses.asdict(motion)})}
+    # marks the PNGs as frames of an animation (generate --from refuses them) and says how they were made
+    extra = {"animation": json.dumps(dataclasses.asdict(cfg.animation))}
     start, last = time.perf_counter(), None
     try:
-        for step in animate(cfg, plan, models, device, frames, steps_per_frame, motion):
+        for step in animate(cfg, plan, models, device):
             last = step
             video.add(step.image[0])
             if save_frames:
                 (folder / "frames").mkdir(exist_ok=True)
                 save_png(step.image[0], folder / "frames" / f"frame_{step.i:05d}.png",
-                         {**metadata(cfg, plan, step.i, "frame", float(step.loss[0])), **extra})
+                         _frame_metadata(cfg, plan, step, "frame", extra))
             if on_frame is not None:
                 on_frame(step)
     except KeyboardInterrupt:
@@ -102,11 +160,20 @@ def run_animation(cfg: Config, plan: Plan, models: Models, device: torch.device,
     return _finish(cfg, plan, folder, last, video, start, extra, "complete")
 
 
+def _frame_metadata(cfg: Config, plan: Plan, step: Step, status: str, extra: dict) -> dict:
+    meta = {**metadata(cfg, plan, step.i, status, float(step.loss[0])), **extra}
+    if plan.story:  # what the loop was given for this frame, rather than what the schedule says it should be
+        meta["active_prompt"] = step.extras["prompt"]
+        if "blend" in step.extras:
+            meta["blend"] = json.dumps(step.extras["blend"])
+    return meta
+
+
 def _finish(cfg, plan, folder: Path, last: Optional[Step], video: VideoWriter, start: float, extra: dict,
             status: str) -> RunResult:
     image, loss = None, None
     if last is not None:
         loss = float(last.loss[0])
-        image = save_png(last.image[0], folder / "final.png", {**metadata(cfg, plan, last.i, status, loss), **extra})
+        image = save_png(last.image[0], folder / "final.png", _frame_metadata(cfg, plan, last, status, extra))
     videos = video.close()
     return RunResult(image, folder, status, last.i if last else 0, loss, time.perf_counter() - start, videos)

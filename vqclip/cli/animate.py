@@ -1,16 +1,16 @@
-"""`vqclip animate PROMPT`: a zoom / pan / rotate animation streamed to an mp4."""
+"""`vqclip animate PROMPT`: a zoom / pan / rotate animation streamed to an mp4; a story's prompts change by frame."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from ..animate import Motion, run_animation
+from ..animate import check_animation, run_animation
 from ..errors import UsageError
 from ..outputs import check_writable
-from ..pipeline import check, load_models, pick_device
+from ..pipeline import load_models, pick_device
 from ..session import Interrupted
 from . import options as o
 from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
@@ -22,11 +22,14 @@ from .progress import StepBar
 @command
 def animate(
     prompt: o.Prompt = None,
-    frames: Annotated[int, typer.Option(min=1, help="Frames of the animation.")] = 60,
-    steps_per_frame: Annotated[int, typer.Option(min=1, help="Steps for each frame after the first (the first runs --steps).")] = 10,
-    zoom: Annotated[float, typer.Option(help="Scale per frame: >1 zooms in, <1 out.")] = 1.02,
-    rotate: Annotated[float, typer.Option(help="Degrees per frame, counter-clockwise.")] = 0.0,
-    pan: Annotated[Tuple[float, float], typer.Option(help="Pixels per frame the picture moves: right, down.")] = (0.0, 0.0),
+    frames: o.Frames = None,
+    steps_per_frame: o.StepsPerFrame = None,
+    zoom: o.Zoom = None,
+    rotate: o.Rotate = None,
+    pan: o.Pan = None,
+    story_every: o.StoryEveryFrames = None,
+    keyframe: o.KeyframeFrames = None,
+    blend: o.Blend = None,
     save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Also save every frame as a PNG.")] = False,
     vqgan: o.Vqgan = None,
     vqgan_ckpt: o.VqganCkpt = None,
@@ -45,25 +48,27 @@ def animate(
     device: o.Device = None,
     preset: Presets = None,
     set_: Sets = None,
+    from_: o.From = None,
     checkpoints_dir: CheckpointsDir = None,
     offline: Offline = False,
     debug: Debug = False,
 ):
-    """Animate PROMPT: each frame re-encodes the previous one zoomed, rotated and panned; prints the mp4's path."""
+    """Animate PROMPT: each frame re-encodes the previous one zoomed, rotated and panned; prints the mp4's path.
+
+    A story ("a^b^c", --keyframe FRAME=PROMPT) is scheduled over frames, not steps.
+    """
     set_offline(offline)
-    if prompt is None:
+    if prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
-    cfg = config_from_options(prompt, preset, None, set_, options)
+    cfg = config_from_options(prompt, preset, from_, set_, options, command="animate")
     check_writable(cfg.output.dir)
-    motion = Motion(zoom, rotate, pan)
-    plan = check(cfg)
+    plan = check_animation(cfg)  # everything that can be wrong without a model is caught here
     dev = pick_device(cfg.device)
     models = load_models(plan, dev, cfg.model.checkpoints_dir)
-    with StepBar(frames, every=1, desc="animate") as bar, sigterm_as_interrupt():
+    with StepBar(cfg.animation.frames, every=1, desc="animate") as bar, sigterm_as_interrupt():
         try:
-            result = run_animation(cfg, plan, models, dev, frames, steps_per_frame, motion, save_frames,
-                                   on_frame=lambda step: _frame_done(bar, step))
+            result = run_animation(cfg, plan, models, dev, save_frames, on_frame=lambda step: _frame_done(bar, step))
         except Interrupted as e:
             typer.echo(f"interrupted at frame {e.result.step}; saved what was made in {e.result.folder}", err=True)
             for path in e.result.videos:

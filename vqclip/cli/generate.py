@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from typing_extensions import Annotated
 
 from ..config import Config, resolve
 from ..errors import UsageError
@@ -22,16 +21,22 @@ from .models import DownloadBar
 from .progress import StepBar
 
 
-def config_from_options(prompt: Optional[str], presets, from_png: Optional[Path], sets, options: dict) -> Config:
+def config_from_options(prompt: Optional[str], presets, from_png: Optional[Path], sets, options: dict,
+                        command: str = "generate") -> Config:
     """defaults <- presets <- the PNG's recorded config <- explicit options <- --set."""
     base = None
     if from_png is not None:
         try:
-            base = read_png_metadata(from_png).get("config")
+            meta = read_png_metadata(from_png)
         except OSError as e:
             raise UsageError(f"cannot read {from_png} ({e}); --from takes a PNG written by vqclip") from None
+        base = meta.get("config")
         if not base:
             raise UsageError(f"{from_png} carries no vqclip config; --from takes a PNG written by vqclip")
+        # a frame depends on the frames before it (and a story there counts frames, not steps)
+        if "animation" in meta and command != "animate":
+            raise UsageError(f"{from_png} is a frame of an animation; re-run it with vqclip animate --from "
+                             f"{from_png}, or start a still from it with --init-image")
         # a re-run is a new run: its own folder name, not the recorded one
         options.setdefault("output.name", None)
     if prompt is not None:
@@ -52,6 +57,7 @@ def generate(
     size: o.Size = None,
     steps: o.Steps = None,
     story_every: o.StoryEvery = None,
+    keyframe: o.Keyframe = None,
     seed: o.Seed = None,
     lr: o.Lr = None,
     optimizer: o.Optimizer = None,
@@ -70,7 +76,7 @@ def generate(
     device: o.Device = None,
     preset: Presets = None,
     set_: Sets = None,
-    from_: Annotated[Optional[Path], typer.Option("--from", help="Re-run from a PNG made by vqclip.")] = None,
+    from_: o.From = None,
     checkpoints_dir: CheckpointsDir = None,
     offline: Offline = False,
     debug: Debug = False,
@@ -78,7 +84,7 @@ def generate(
     """Generate an image for PROMPT; the final PNG's path is the last line printed."""
     set_offline(offline)
     options = o.config_options(locals())
-    if prompt is None and from_ is None and not image_prompt:
+    if prompt is None and from_ is None and not image_prompt and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
     cfg = config_from_options(prompt, preset, from_, set_, options)
     with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline

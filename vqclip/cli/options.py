@@ -7,10 +7,14 @@ the config dataclass, not here: an option left out is None and changes nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 import typer
 from typing_extensions import Annotated
+
+from ..config import AnimationConfig
+from ..story import parse_keyframes
 
 Prompt = Annotated[Optional[str], typer.Argument(help='Prompts "text[:weight[:stop]]", several joined by |.')]
 Vqgan = Annotated[Optional[str], typer.Option(help="VQGAN registry name, or a taming yaml.")]
@@ -19,6 +23,8 @@ Clip = Annotated[Optional[List[str]], typer.Option(help="open_clip NAME[:TAG|:/p
 Size = Annotated[Optional[Tuple[int, int]], typer.Option(help="Image width and height.")]
 Steps = Annotated[Optional[int], typer.Option(help="Optimisation steps.")]
 StoryEvery = Annotated[Optional[int], typer.Option(help='Story mode: "a^b^c" switches prompt every N steps.')]
+Keyframe = Annotated[Optional[List[str]], typer.Option(
+    help='Story mode: STEP=PROMPT, the prompt from that step on, e.g. --keyframe 150="a sapling"; repeatable.')]
 Seed = Annotated[Optional[int], typer.Option(help="Random seed (drawn and recorded when not given).")]
 Lr = Annotated[Optional[float], typer.Option(help="Learning rate.")]
 Optimizer = Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.")]
@@ -35,6 +41,23 @@ Video = Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write
 Gif = Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write a gif.")]
 Fps = Annotated[Optional[int], typer.Option(help="Video frame rate.")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")]
+From = Annotated[Optional[Path], typer.Option("--from", help="Re-run from a PNG made by vqclip (its recorded config).")]
+
+# animate: a story counts frames there, not steps
+StoryEveryFrames = Annotated[Optional[int], typer.Option(
+    "--story-every", help='Story mode: "a^b^c" switches prompt every N frames (default: the frames split evenly).')]
+KeyframeFrames = Annotated[Optional[List[str]], typer.Option(
+    "--keyframe", help='Story mode: FRAME=PROMPT, the prompt from that frame on, e.g. --keyframe 30="a sapling"; '
+                       'repeatable.')]
+_ANIMATION = AnimationConfig()  # its defaults, shown in the help (they live in the dataclass)
+Frames = Annotated[Optional[int], typer.Option(min=1, help=f"Frames of the animation (default {_ANIMATION.frames}).")]
+StepsPerFrame = Annotated[Optional[int], typer.Option(
+    min=1, help=f"Steps for each frame after the first, which runs --steps (default {_ANIMATION.steps_per_frame}).")]
+Zoom = Annotated[Optional[float], typer.Option(help=f"Scale per frame: >1 zooms in, <1 out (default {_ANIMATION.zoom}).")]
+Rotate = Annotated[Optional[float], typer.Option(help="Degrees per frame, counter-clockwise.")]
+Pan = Annotated[Optional[Tuple[float, float]], typer.Option(help="Pixels per frame the picture moves: right, down.")]
+Blend = Annotated[Optional[int], typer.Option(
+    min=0, help="Story mode: frames over which each new prompt fades in (0: a cut).")]
 
 
 def _csv(value: str) -> list[str]:
@@ -43,6 +66,10 @@ def _csv(value: str) -> list[str]:
 
 def _nonempty(value):
     return value or None
+
+
+def _keyframes(items):
+    return parse_keyframes(items) or None
 
 
 # parameter name -> (config key, conversion)
@@ -54,7 +81,10 @@ _KEYS: dict[str, tuple[str, Optional[Callable]]] = {
     "init_image": ("init_image", None), "init_weight": ("init_weight", None),
     "image_prompt": ("image_prompts", _nonempty), "out": ("output.dir", None), "name": ("output.name", None),
     "save_every": ("output.save_every", None), "video": ("output.video", None), "gif": ("output.gif", None),
-    "fps": ("output.fps", None), "device": ("device", None),
+    "fps": ("output.fps", None), "device": ("device", None), "keyframe": ("keyframes", _keyframes),
+    "frames": ("animation.frames", None), "steps_per_frame": ("animation.steps_per_frame", None),
+    "zoom": ("animation.zoom", None), "rotate": ("animation.rotate", None), "pan": ("animation.pan", list),
+    "blend": ("animation.blend", None),
 }
 
 
