@@ -52,12 +52,15 @@ def files(tmp_path):
     (d / "no_frames").mkdir()
     _png_with_config(d / "bad_yaml.png", "prompt: [unclosed\n")
     _png_with_config(d / "bad_key.png", "prompt: x\nnot_a_key: 1\n")
+    _png_with_config(d / "anim_frame.png", "prompt: x\n", animation='{"frames": 4}')
     return d
 
 
-def _png_with_config(path, config: str) -> None:
+def _png_with_config(path, config: str, **chunks) -> None:
     info = PngImagePlugin.PngInfo()
     info.add_itxt("config", config)
+    for key, value in chunks.items():
+        info.add_itxt(key, value)
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
 
 
@@ -134,6 +137,24 @@ EARLY = [
     ("from-missing", ["--from", "{in}/missing.png"], 2, "--from takes a PNG written by vqclip", None),
     ("from-broken-config", ["--from", "{in}/bad_yaml.png"], 2, "the recorded config is not valid YAML", None),
     ("from-unknown-key", ["--from", "{in}/bad_key.png"], 2, "unknown config key 'not_a_key'", None),
+    ("from-animation-frame", ["--from", "{in}/anim_frame.png"], 2, "is a frame of an animation; re-run it with "
+     "vqclip animate --from", None),
+    # story mode; tiny_args run 4 steps
+    ("keyframe-without-equals", ["x", "--keyframe", "30"], 2, "--keyframe takes N=PROMPT", None),
+    ("keyframe-negative", ["x", "--keyframe", "-3=a"], 2, "--keyframe takes N=PROMPT", None),
+    ("keyframe-not-a-number", ["x", "--keyframe", "two=a"], 2, "--keyframe takes N=PROMPT", None),
+    ("keyframe-without-prompt", ["x", "--keyframe", "2="], 2, "--keyframe takes N=PROMPT", None),
+    ("keyframe-twice", ["x", "--keyframe", "2=a", "--keyframe", "2=b"], 2, "--keyframe 2 is given twice", None),
+    ("keyframe-past-the-last-step", ["x", "--keyframe", "4=a"], 2,
+     "keyframe 4 ('a') is past the last step: the run has 4 steps (0-3); move it below 4 or raise --steps", None),
+    ("keyframe-bad-prompt", ["x", "--keyframe", "2=a||b"], 2, "empty part between '|'", None),
+    ("keyframes-without-a-start", ["--keyframe", "2=a"], 2, "keyframes start at step 2; add a keyframe at step 0",
+     None),
+    ("set-keyframe-not-a-number", ["x", "--set", "keyframes.two=a"], 2, "keyframes map step (or frame) numbers", None),
+    ("set-keyframe-without-prompt", ["x", "--set", "keyframes.2="], 2, "keyframe 2: '' needs a step >= 0 and a prompt",
+     None),
+    ("story-empty-part", ["a^^b"], 2, "has an empty part", None),
+    ("story-every-past-the-end", ["a^b", "--story-every", "5"], 2, "starts at step 5 but the run has 4 steps", None),
     ("out-is-a-file", ["x", "--out", "{in}/a_file"], 1, "is a file, not a folder; choose another --out", None),
     ("out-under-a-file", ["x", "--out", "{in}/a_file/run"], 1, "is a file, not a folder", None),
 ]
@@ -200,6 +221,20 @@ OTHERS = [
     ("animate-steps-zero", ["animate", "x", "{T}", "--steps", "0"], 2, "steps must be positive"),
     ("animate-size-below-one-token", ["animate", "x", "{T}", "--size", "1", "1"], 2, "smaller than one VQGAN token"),
     ("animate-init-not-an-image", ["animate", "x", "{T}", "--init-image", "{in}/text.png"], 2, "cannot read init image"),
+    ("animate-zoom-zero", ["animate", "x", "{T}", "--zoom", "0"], 2, "zoom must be positive"),
+    ("animate-pan-one-number", ["animate", "x", "{T}", "--set", "animation.pan=[1]"], 2, "pan two numbers"),
+    ("animate-frames-zero", ["animate", "x", "{T}", "--set", "animation.frames=0"], 2, "animation.frames must be positive"),
+    ("animate-from-without-metadata", ["animate", "--from", "{in}/good.png", "{T}"], 2, "carries no vqclip config"),
+    # a story in animate counts frames
+    ("animate-keyframe-past-the-last-frame", ["animate", "x", "{T}", "--frames", "4", "--keyframe", "4=y"], 2,
+     "keyframe 4 ('y') is past the last frame: the animation has 4 frames (0-3); move it below 4 or raise --frames"),
+    ("animate-story-every-past-the-end", ["animate", "a^b", "{T}", "--frames", "4", "--story-every", "5"], 2,
+     "story prompt 'b' starts at frame 5 but the animation has 4 frames; lower --story-every or raise --frames"),
+    ("animate-keyframes-without-a-start", ["animate", "{T}", "--keyframe", "2=y"], 2, "add a keyframe at frame 0"),
+    ("animate-keyframe-not-a-number", ["animate", "x", "{T}", "--keyframe", "1.5=y"], 2, "--keyframe takes N=PROMPT"),
+    ("animate-keyframe-bad-prompt", ["animate", "x", "{T}", "--keyframe", "2=y:0"], 2, "has weight 0"),
+    ("animate-blend-too-long", ["animate", "a^b", "{T}", "--frames", "4", "--blend", "2"], 2,
+     "blend of 2 frames does not fit the segment 'b' (frames 2-3); lower --blend"),
     ("score-image-not-an-image", ["score", "{in}/text.png", "--prompt", "x", "{C}"], 2, "cannot read image"),
     ("score-image-missing", ["score", "{in}/missing.png", "--prompt", "x", "{C}"], 2, "does not exist"),
     ("rank-folder-missing", ["rank", "{in}/missing", "x", "{C}"], 2, "does not exist"),
