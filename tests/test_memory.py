@@ -1,6 +1,7 @@
 """The memory estimate: measured against real CPU steps, and what the fast path's switches do to it."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,11 +60,15 @@ _MEASURE = textwrap.dedent("""
 def test_estimate_is_within_15_percent_of_a_real_steps_peak(tiny_models, checkpointing):
     """The estimate against ru_maxrss of a real generate step at 384x384 (hundreds of MiB of activations)."""
     args = [tiny_models["vqgan"], tiny_models["clip"], "384", "1" if checkpointing else "0"]
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, timeout=300)
+    # every tensor of 128 KiB or more gets its own mmap, returned on free: RSS then follows live tensors, not
+    # glibc's heap reuse (with its adaptive threshold the same step measured 0.49-1.0 GB from run to run)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["measured"] > 300 * 2**20, r  # large enough that RSS noise does not decide the test
-    assert 0.8 <= r["estimate"] / r["measured"] <= 1.15, r
+    assert 0.85 <= r["estimate"] / r["measured"] <= 1.15, r
 
 
 def _f16(size, fast, clips=("ViT-B-32-quickgelu",), cutn=64, batch=1):

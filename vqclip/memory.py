@@ -7,7 +7,7 @@ without allocating, and a saved-tensor hook adds up the storage autograd keeps f
 - each CLIP's weights and the activations of its cutouts, which do not grow with the image but do with cutn.
 It leaves out what is small or allocator-dependent (gradients in flight, the optimiser state, the cutouts
 themselves, fragmentation), and under bf16 autocast it counts every activation as bf16 though norms and softmax
-stay fp32. Against the peak resident memory of real CPU steps it came within 10% (tests/test_memory.py,
+stay fp32. Against the peak resident memory of real CPU steps it came within 12% (tests/test_memory.py,
 figures in BENCHMARKS.md); on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
 """
 
@@ -114,10 +114,12 @@ class _SavedBytes:
 
 
 def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastPath = REFERENCE) -> int:
-    """Bytes one image's decode keeps for the backward at this size, on meta (no memory is used).
+    """Peak bytes one image's decode keeps for the backward at this size, on meta (no memory is used).
 
-    With checkpointing, the recomputed blocks keep only their inputs, and the largest of them is alive again
-    while it is recomputed in the backward.
+    Without checkpointing the peak is everything saved, at the start of the backward. With it, a recomputed
+    block keeps only its input; the backward recomputes block k once everything saved after it is freed, so
+    the peak is the larger of all that is saved and, for each k, what was saved before k plus k's activations
+    plus the gradient arriving at its output (the size of its input in this decoder).
     """
     model.set_fused_attention(fast.fused_attention)
     model.set_checkpointing(False)
@@ -125,13 +127,13 @@ def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastP
     f = model.factor
     z = torch.zeros(1, model.spec.embed_dim, height // f, width // f, device="meta", dtype=dtype, requires_grad=True)
     counter = _SavedBytes(model)
-    blocks, handles = {}, []
+    blocks, handles = [], []  # [saved before it, its input's bytes, saved inside it], in forward order
     if fast.checkpoint:
         def enter(block, args):
-            blocks[block] = [counter.total, args[0].numel() * args[0].element_size()]
+            blocks.append([counter.total, args[0].numel() * args[0].element_size(), 0])
 
         def leave(block, args, out):
-            blocks[block][0] = counter.total - blocks[block][0]
+            blocks[-1][2] = counter.total - blocks[-1][0]
 
         for block in model.checkpointable_blocks():
             handles += [block.register_forward_pre_hook(enter), block.register_forward_hook(leave)]
@@ -142,8 +144,12 @@ def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastP
             h.remove()
     if not blocks:
         return total
-    inside = [saved for saved, _ in blocks.values()]
-    return total - sum(inside) + sum(inputs for _, inputs in blocks.values()) + max(inside)
+    peak = total - sum(inside - inputs for _, inputs, inside in blocks)  # all that checkpointing keeps
+    dropped = 0  # what checkpointing does not keep of the blocks before this one
+    for before, inputs, inside in blocks:
+        peak = max(peak, before - dropped + inside + inputs)  # inside counts the block's input itself
+        dropped += inside - inputs
+    return peak
 
 
 def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
