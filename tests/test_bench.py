@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from vqclip import fastpath
-from vqclip.bench import (SMOKE, TARGETS, BenchOptions, build_models, check_targets, fixed_views, flops_of, markdown,
-                          run_bench, run_config)
+from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench, run_config
+from vqclip.bench_report import TARGETS, check_targets, markdown
 from vqclip.cli import app
 from vqclip.config import SpeedConfig
 from vqclip.cutouts import apply_crops, oversample

@@ -11,7 +11,8 @@ import typer
 from tqdm.auto import tqdm
 from typing_extensions import Annotated
 
-from ..bench import BenchOptions, load_results, markdown, run_bench, table
+from ..bench import BenchOptions, run_bench, table
+from ..bench_report import load_results, markdown
 from ..config import COMPILE_MODES
 from ..pipeline import pick_device
 from .common import Debug, app, command
