@@ -1,74 +1,55 @@
 """The memory estimate: measured against real CPU steps, and what the fast path's switches do to it."""
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 from vqclip import memory
 from vqclip.batch import default_batch_size, plan_jobs
 from vqclip.bench import ARCHITECTURES
-from vqclip.config import Config, SpeedConfig
+from vqclip.config import Config
 from vqclip.fastpath import FastPath
 from vqclip.jobs import Job
 from vqclip.models import read_vqgan_yaml
+from vqclip.pipeline import check, generate_batch, load_models
 
 F16 = ARCHITECTURES / "vqgan_imagenet_f16_16384.yaml"
 GIB = 2**30
 
-# one step at `size` in a fresh process: the peak resident memory it adds over a warmed-up small step
-_MEASURE = textwrap.dedent("""
-    import json, resource, sys
-    import torch
-    torch.set_num_threads(1)
-    from vqclip.config import Config
-    from vqclip.memory import Workload, _weight_bytes
-    from vqclip.pipeline import check, generate_batch, load_models
 
-    vqgan, clip, size, checkpoint_pixels = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-
-    def config(side):
-        cfg = Config(prompt="a red circle", width=side, height=side, steps=1, seed=0, device="cpu")
-        cfg.model.vqgan, cfg.model.clip, cfg.cutouts.cutn = vqgan, [clip], 8
-        cfg.speed.checkpoint_pixels = checkpoint_pixels
-        return cfg
-
-    def step(cfg):
-        plan = check(cfg)
-        for _ in generate_batch(cfg, plan, models, torch.device("cpu"), [plan.prompts], [0]):
+def _step_peak(cfg: Config, models, device: torch.device) -> int:
+    """Peak bytes torch's CPU allocator holds during one generate step, above what it held before (profiler
+    memory events in time order: exact allocator bytes, unlike RSS, which glibc's heap reuse makes vary)."""
+    plan = check(cfg)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        for _ in generate_batch(cfg, plan, models, device, [plan.prompts], [0]):
             pass
-        return plan
-
-    small = config(32)
-    models = load_models(check(small), torch.device("cpu"), None)
-    step(small), step(small)  # warm up: allocator, kernels, lazily built state
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    big = config(size)
-    plan = step(big)
-    added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    weights = _weight_bytes(models.vqgan) + sum(_weight_bytes(p) for p in models.perceptors)  # loaded before
-    print(json.dumps({"measured": added, "estimate": Workload.of(plan, big, torch.device("cpu")).bytes() - weights}))
-""")
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, change in events:
+        live += change
+        peak = max(peak, live)
+    return peak
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_estimate_is_within_15_percent_of_a_real_steps_peak(tiny_models, checkpointing):
-    """The estimate against ru_maxrss of a real generate step at 384x384 (hundreds of MiB of activations)."""
-    args = [tiny_models["vqgan"], tiny_models["clip"], "384", "1" if checkpointing else "0"]
-    # every tensor of 128 KiB or more gets its own mmap, returned on free: RSS then follows live tensors, not
-    # glibc's heap reuse (with its adaptive threshold the same step measured 0.49-1.0 GB from run to run)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    out = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, timeout=300,
-                         env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["measured"] > 300 * 2**20, r  # large enough that RSS noise does not decide the test
-    assert 0.85 <= r["estimate"] / r["measured"] <= 1.15, r
+    """The estimate against the allocator's peak in a real generate step at 384x384 (hundreds of MiB)."""
+    def config(side):
+        cfg = Config(prompt="a red circle", width=side, height=side, steps=1, seed=0, device="cpu")
+        cfg.model.vqgan, cfg.model.clip, cfg.cutouts.cutn = tiny_models["vqgan"], [tiny_models["clip"]], 8
+        cfg.speed.checkpoint_pixels = 1 if checkpointing else 0
+        return cfg
+
+    cpu = torch.device("cpu")
+    models = load_models(check(config(32)), cpu, None)
+    _step_peak(config(32), models, cpu)  # warm up: lazily built state is not the step's
+    big = config(384)
+    measured = _step_peak(big, models, cpu)
+    weights = sum(memory._weight_bytes(m) for m in (models.vqgan, *models.perceptors))  # loaded before the step
+    estimate = memory.Workload.of(check(big), big, cpu).bytes() - weights
+    assert measured > 300 * 2**20, measured  # large enough to mean something
+    assert 0.85 <= estimate / measured <= 1.15, (estimate, measured)
 
 
 def _f16(size, fast, clips=("ViT-B-32-quickgelu",), cutn=64, batch=1):
