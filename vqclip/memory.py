@@ -7,7 +7,7 @@ without allocating, and a saved-tensor hook adds up the storage autograd keeps f
 - each CLIP's weights and the activations of its cutouts, which do not grow with the image but do with cutn.
 It leaves out what is small or allocator-dependent (gradients in flight, the optimiser state, the cutouts
 themselves, fragmentation), and under bf16 autocast it counts every activation as bf16 though norms and softmax
-stay fp32. Against the peak resident memory of real CPU steps it came within 12% (tests/test_memory.py,
+stay fp32. Against the peak memory of real CPU steps it came within 9% (tests/test_memory.py,
 figures in BENCHMARKS.md); on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
 """
 
