@@ -135,3 +135,15 @@ def test_toy_animation_turns_from_red_to_blue(tmp_path):
     frames = frames_of(folder)
     assert toy.dominant_colour(pixels(frames[0])) == "red"
     assert toy.dominant_colour(pixels(frames[-1])) == "blue"
+
+
+def test_animation_runs_on_the_devices_fast_path(tiny_models, tmp_path, monkeypatch):
+    """animate prepares the models for the device's fast path (on the CPU: fused attention), as generate does."""
+    from vqclip import fastpath
+
+    seen = []
+    prepare = fastpath.prepare
+    monkeypatch.setattr(fastpath, "prepare", lambda vqgan, perceptors, fast: seen.append(fast) or
+                        prepare(vqgan, perceptors, fast))
+    animate(tiny_models, tmp_path / "out", "a red circle", "--frames", "2")
+    assert seen and all(f.fused_attention for f in seen) and seen[0] != fastpath.REFERENCE

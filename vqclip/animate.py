@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
+from . import fastpath
 from .config import AnimationConfig, Config, with_seed
 from .errors import ConfigError
 from .optimize import Guide, Step, optimize, random_latent
@@ -117,7 +118,8 @@ def animate(cfg: Config, plan: Plan, models: Models, device: torch.device) -> It
         z = models.vqgan.encode(load_image(cfg.init_image, (plan.width, plan.height)).to(device) * 2 - 1)
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
-    first = settings(cfg)
+    first = settings(cfg, device)  # the device's fast path, as generate runs
+    fastpath.prepare(models.vqgan, models.perceptors, first.fast)
     later = dataclasses.replace(first, steps=a.steps_per_frame)
     for k in range(a.frames):
         guides, used = frame_guides(segments, k, a.blend)
