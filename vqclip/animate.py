@@ -20,12 +20,11 @@ from typing import Callable, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from . import fastpath
 from .config import AnimationConfig, Config, with_seed
 from .errors import ConfigError
 from .optimize import Guide, Step, optimize, random_latent
 from .outputs import VideoWriter, save_png, slugify, unique_dir
-from .pipeline import Models, Plan, check, load_image, make_guides, settings
+from .pipeline import Models, Plan, check, load_image, make_guides, prepared_settings
 from .prompts import PromptLoss
 from .session import Interrupted, RunResult, metadata
 
@@ -118,8 +117,7 @@ def animate(cfg: Config, plan: Plan, models: Models, device: torch.device) -> It
         z = models.vqgan.encode(load_image(cfg.init_image, (plan.width, plan.height)).to(device) * 2 - 1)
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
-    first = settings(cfg, device)  # the device's fast path, as generate runs
-    fastpath.prepare(models.vqgan, models.perceptors, first.fast)
+    first = prepared_settings(cfg, models, device)  # the device's fast path, as generate runs
     later = dataclasses.replace(first, steps=a.steps_per_frame)
     for k in range(a.frames):
         guides, used = frame_guides(segments, k, a.blend)

@@ -172,6 +172,14 @@ def settings(cfg: Config, device: Optional[torch.device] = None) -> LoopSettings
                         augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight)
 
 
+def prepared_settings(cfg: Config, models: Models, device: torch.device) -> LoopSettings:
+    """The loop's settings on device, with the models switched to its fast path (layout, attention, checkpointing,
+    compilation) to match."""
+    s = settings(cfg, device)
+    fastpath.prepare(models.vqgan, models.perceptors, s.fast)
+    return s
+
+
 def make_guides(plan: Plan, models: Models, prompts: Sequence[Sequence[Prompt]]) -> list[Guide]:
     """One Guide per CLIP model, scoring image b against prompts[b] and the plan's image prompts."""
     return [Guide(p, [embed_prompts(p, ps, plan.image_prompts) for ps in prompts]) for p in models.perceptors]
@@ -193,9 +201,8 @@ def generate_batch(cfg: Config, plan: Plan, models: Models, device: torch.device
         z = models.vqgan.encode(image * 2 - 1).expand(len(seeds), -1, -1, -1).contiguous()
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
-    s = settings(cfg, device)
-    fastpath.prepare(models.vqgan, models.perceptors, s.fast)
-    yield from optimize(models.vqgan, guides, z, s, generators, schedule=schedule)
+    yield from optimize(models.vqgan, guides, z, prepared_settings(cfg, models, device), generators,
+                        schedule=schedule)
 
 
 def generate(cfg: Config, models: Optional[Models] = None, device: Optional[torch.device] = None) -> Iterator[Step]:
