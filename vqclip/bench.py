@@ -230,7 +230,10 @@ def quality(bc: BenchConfig, models: Models, speed: SpeedConfig, device: torch.d
         ref = drop
     else:
         ref_cfg, _ = run_config(bc, steps, SpeedConfig.reference())
-        ref = loss_drop(build_models(bc, device), plan, ref_cfg, device, seeds)
+        # the same weights: the reference run switches layout, attention and checkpointing back itself, but a
+        # compiled module stays compiled, so only then are the models built again
+        ref_models = build_models(bc, device) if fast.compile else models
+        ref = loss_drop(ref_models, plan, ref_cfg, device, seeds)
     ratio = drop / ref if ref > 0 else None
     return {"quality_ratio": ratio, "loss_drop": drop, "reference_loss_drop": ref, "quality_steps": steps,
             "quality_seeds": list(seeds), "quality_pass": ratio is not None and ratio >= QUALITY_MIN}
