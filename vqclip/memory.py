@@ -33,7 +33,7 @@ from .models import VQGAN, VQGANSpec, meta_clip
 # the share of free memory a suggested size may use; the rest is left for what the estimate leaves out
 SUGGEST_SHARE = 0.6
 # above this many pixels the decoder is not run even on meta: activations grow at least linearly, so an
-# estimate scaled up from this size is still a lower bound
+# estimate scaled up from this size does not overstate them
 _MAX_MEASURED_PIXELS = 2**24
 
 
@@ -154,7 +154,7 @@ def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastP
 
 def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
     """(weights, activation bytes per cutout) of one CLIP, measured on meta from the difference of two batch
-    sizes, so tensors that do not grow with the batch (views of the weights) are not counted as activations."""
+    sizes, so tensors that do not grow with the batch are not counted as activations."""
     perceptor = _meta_clip(spec, bf16)
     size = perceptor.input_size
 
@@ -167,7 +167,7 @@ def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
 
 def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1, *, fast: FastPath = REFERENCE,
                    clips: Sequence[str] = (), cutn: int = 0) -> int:
-    """A lower bound of the memory one step of `batch` images of width x height needs on the given fast path,
+    """The memory one step of `batch` images of width x height needs on the given fast path (an estimate),
     with `cutn` cutouts scored by each CLIP in `clips` (specs as `check_clip` takes them)."""
     model = _meta_vqgan(_spec_key(spec), fast.decoder_bf16)
     pixels = width * height
@@ -255,7 +255,7 @@ def advice(work: Workload, free: Optional[int] = None, failed: bool = False) -> 
 
 
 def check_memory(work: Workload) -> None:
-    """Refuse up front a run whose lower-bound estimate exceeds the device's free memory."""
+    """Refuse up front a run whose estimate exceeds the device's free memory."""
     free = available_bytes(work.device)
     if free is None:
         return
