@@ -14,6 +14,7 @@ from typing_extensions import Annotated
 from ..bench import BenchOptions, run_bench, table
 from ..bench_report import load_results, markdown
 from ..config import COMPILE_MODES
+from ..outputs import write_durably
 from ..pipeline import pick_device
 from .common import Debug, app, command
 
@@ -50,5 +51,5 @@ def bench(
     typer.echo(table(result))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        write_durably(json_path, lambda f: f.write(json.dumps(result, indent=2) + "\n"), "w", encoding="utf-8")
         typer.echo(f"figures written to {json_path}", err=True)
