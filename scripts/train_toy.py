@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from vqclip import toy
-from vqclip.models import VQGANSpec, build_vqgan, load_clip, load_vqgan
+from vqclip.clip import load_clip
+from vqclip.vqgan import VQGANSpec, build_vqgan, load_vqgan
 from vqclip.ops import nearest_codes
 
 # text width 32 and fp16 storage keep the 49408-row token embedding (the BPE vocabulary) at 3.2 MB

@@ -33,3 +33,35 @@ def _isolated(monkeypatch, tmp_path):
     # --offline sets this for the whole process; monkeypatch removes it again after each test
     monkeypatch.delenv("VQCLIP_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Fail the test if model weights are read or a model is built on a real device.
+
+    Patched where it happens (torch.load, safetensors, open_clip's factory, the VQGAN's constructor), not where a
+    vqclip module names a loader, so no import-time binding can slip past it. The memory estimate builds models on
+    the `meta` device only, which stays allowed.
+    """
+    import open_clip
+    import safetensors.torch
+
+    from vqclip.vqgan import VQGAN
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a model was loaded for input that could be checked without one")
+
+    monkeypatch.setattr(torch, "load", fail)
+    monkeypatch.setattr(safetensors.torch, "load_file", fail)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fail)
+    create, build = open_clip.create_model, VQGAN.__init__
+
+    def on_meta_only(real):
+        def guarded(*args, **kwargs):
+            if str(kwargs.get("device", torch.get_default_device())) != "meta":
+                fail()
+            return real(*args, **kwargs)
+        return guarded
+
+    monkeypatch.setattr(open_clip, "create_model", on_meta_only(create))
+    monkeypatch.setattr(VQGAN, "__init__", on_meta_only(build))

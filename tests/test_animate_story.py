@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from vqclip import toy
 from vqclip.cli import app
-from vqclip.models import Perceptor
+from vqclip.clip import Perceptor
 from vqclip.outputs import read_png_metadata
-from vqclip.registry import bundled_dir
+from vqclip.store import bundled_dir
 
 runner = CliRunner()
 

@@ -20,7 +20,8 @@ from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from tiny import write_vqgan
-from vqclip import models, pipeline
+from vqclip import vqgan
+from vqclip.plan import check
 from vqclip.cli import app
 from vqclip.outputs import read_png_metadata
 
@@ -179,16 +180,19 @@ def _files_under(folder):
     return sorted(p.relative_to(folder) for p in folder.rglob("*")) if folder.exists() else []
 
 
-@pytest.fixture
-def no_model_loads(monkeypatch):
-    """Fail the test if a model is loaded."""
-    def fail(*args, **kwargs):
-        raise AssertionError("a model was loaded for input that could be checked without one")
+def test_no_model_loads_guard_catches_every_loader(tiny_models, no_model_loads):
+    """The guard itself: each way vqclip reads weights trips it."""
+    from vqclip import clip_tools
+    from vqclip.checkpoint import load_checkpoint
+    from vqclip.clip import load_clip
+    from vqclip.vqgan import load_vqgan
 
-    for module in (pipeline, models):
-        for name in ("load_vqgan", "load_clip", "load_checkpoint"):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, fail)
+    loads = [lambda: load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"]), lambda: load_clip(tiny_models["clip"]),
+             lambda: load_checkpoint(tiny_models["ckpt"]),
+             lambda: clip_tools.open_perceptor(tiny_models["clip"], "cpu")]
+    for load in loads:
+        with pytest.raises(AssertionError, match="a model was loaded"):
+            load()
 
 
 @pytest.mark.parametrize("case, args, code, fragment, setup", EARLY, ids=[c[0] for c in EARLY])
@@ -276,7 +280,7 @@ def test_batch_size_that_cannot_fit_fails_before_any_model_loads(tiny_models, ti
 
     cfg = Config(prompt="a", width=32, height=32)
     cfg.model.vqgan, cfg.model.clip = tiny_models["vqgan"], [tiny_models["clip"]]
-    one, three = (memory.Workload.of(pipeline.check(cfg), cfg, torch.device("cpu"), n).bytes() for n in (1, 3))
+    one, three = (memory.Workload.of(check(cfg), cfg, torch.device("cpu"), n).bytes() for n in (1, 3))
     monkeypatch.setattr(memory, "available_bytes", lambda device: (one + three) // 2)  # fits one image, not 3
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\na blue square\na green triangle\n")
@@ -410,7 +414,7 @@ def test_size_suggested_for_too_little_memory_fits(tiny_models, monkeypatch):
     from vqclip import memory
     from vqclip.errors import ConfigError
 
-    spec = models.read_vqgan_yaml(tiny_models["vqgan"])
+    spec = vqgan.read_vqgan_yaml(tiny_models["vqgan"])
     free = 60 * 2**20
     monkeypatch.setattr(memory, "available_bytes", lambda device: free)
     work = memory.Workload(spec, 512, 256, torch.device("cpu"), clips=(tiny_models["clip"],), cutn=4)
@@ -425,7 +429,7 @@ def test_size_suggested_for_too_little_memory_fits(tiny_models, monkeypatch):
 def test_memory_estimate_grows_with_size_and_batch(tiny_models):
     from vqclip import memory
 
-    spec = models.read_vqgan_yaml(tiny_models["vqgan"])
+    spec = vqgan.read_vqgan_yaml(tiny_models["vqgan"])
     small, large = memory.estimate_bytes(spec, 32, 32), memory.estimate_bytes(spec, 64, 64)
     assert 3.5 < (large - memory.estimate_bytes(spec, 2, 2)) / (small - memory.estimate_bytes(spec, 2, 2))
     assert memory.estimate_bytes(spec, 32, 32, batch=4) > 3 * small - 3 * memory.estimate_bytes(spec, 2, 2)

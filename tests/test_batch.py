@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip.batch import ModelCache, plan_jobs, read_manifest, run_batch
+from vqclip.batch import plan_jobs, read_manifest, run_batch
+from vqclip.runner import ModelCache
 from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.errors import ConfigError, OutputError
@@ -127,7 +128,7 @@ def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path
     prompts = tmp_path / "p.txt"
     prompts.write_text("one\ntwo\nthree\n")
     planned = plan_jobs(read_jobs(prompts), base, 5)
-    cache = ModelCache(__import__("torch").device("cpu"))
+    cache, cpu = ModelCache(), __import__("torch").device("cpu")
     seen = []
 
     def interrupt_in_second_group(step):
@@ -135,11 +136,11 @@ def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path
         if len(seen) == 5 + 2:  # group one: steps 0-3 and the final; group two: interrupted at its step 1
             raise KeyboardInterrupt
 
-    result = run_batch(planned, out, cache, 1, on_step=interrupt_in_second_group)
+    result = run_batch(planned, out, cpu, 1, on_step=interrupt_in_second_group, models=cache)
     assert result.interrupted and [(r["prompt"], r["status"]) for r in result.records] == \
         [("one", "done"), ("two", "interrupted")]
     assert read_png_metadata(out / result.records[1]["image"])["status"] == "interrupted"
-    resumed = run_batch(planned, out, cache, 1)
+    resumed = run_batch(planned, out, cpu, 1, models=cache)
     assert [(r["prompt"], r["status"]) for r in resumed.records] == [("two", "done"), ("three", "done")]
     assert resumed.skipped == 1
 

@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 
 from vqclip import fastpath
 from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench, run_config
-from vqclip.bench_report import TARGETS, check_targets, markdown
+from vqclip.bench.report import TARGETS, check_targets, markdown
+from vqclip.bench.setup import bench_steps
 from vqclip.cli import app
 from vqclip.config import SpeedConfig
 from vqclip.cutouts import apply_crops, oversample
-from vqclip.optimize import optimize, random_latent, synth
-from vqclip.pipeline import embed_prompts, generate_batch, settings
+from vqclip.optimize import Guide, optimize, random_latent, synth
+from vqclip.runner import embed_prompts, settings
 from vqclip.prompts import parse_prompts
 
 KEYS = ["config", "device", "s_per_step_median", "steps_per_s", "images_per_hour", "peak_memory_bytes",
@@ -116,7 +117,7 @@ def _grad(models, z, guides, fast):
         crops = apply_crops(image, fixed_views(1).to(image), guide.perceptor.input_size)
         with fast.autocast(z.device, fast.clip_bf16):
             embeds = guide.perceptor.encode_image(crops)
-        loss = loss + sum(t(embeds.float()) for t in guide.targets).sum()
+        loss = loss + sum(t(embeds.float()) for t in guide.targets[0]).sum()
     loss.backward()
     return z.grad.flatten()
 
@@ -124,9 +125,9 @@ def _grad(models, z, guides, fast):
 def test_bf16_and_fp32_gradients_point_the_same_way():
     """Fixed crops, same latent: the bf16 autocast path's gradient has cosine > 0.99 with fp32's (CPU autocast)."""
     models = build_models(SMOKE, torch.device("cpu"))
-    guides = [[embed_prompts(models.perceptors[0], parse_prompts("a red circle"))]]
     z = torch.randn(1, 32, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.25
-    guides = [type("G", (), {"perceptor": models.perceptors[0], "targets": guides[0][0]})()]
+    p = models.perceptors[0]
+    guides = [Guide(p, [embed_prompts(p, parse_prompts("a red circle"))])]
     ref = _grad(models, z, guides, fastpath.REFERENCE)
     bf16 = _grad(models, z, guides, fastpath.FastPath(decoder_bf16=True, clip_bf16=True))
     assert not torch.equal(ref, bf16), "autocast changed nothing: the bf16 path was not exercised"
@@ -188,7 +189,7 @@ def test_loop_marks_every_step_for_cuda_graphs(monkeypatch):
     models = build_models(SMOKE, torch.device("cpu"))
     cfg, plan = run_config(SMOKE, 3, SpeedConfig())
     gens = [torch.Generator().manual_seed(0)]
-    guides = [type("G", (), {"perceptor": p, "targets": [embed_prompts(p, plan.prompts)]})() for p in models.perceptors]
+    guides = [Guide(p, [embed_prompts(p, plan.prompts)]) for p in models.perceptors]
     z = random_latent(models.vqgan, 32, 32, gens)
     s = settings(cfg, torch.device("cpu"))
     list(optimize(models.vqgan, guides, z, s, gens))
@@ -203,7 +204,7 @@ def _loop(speed: SpeedConfig, device: torch.device, steps: int = 3):
     models = build_models(SMOKE, device)
     cfg, plan = run_config(SMOKE, steps, speed)
     held = [(st.loss, st.image, st.image.clone()) for st in
-            generate_batch(cfg, plan, models, device, [plan.prompts], [0])]
+            bench_steps(cfg, plan, models, device, [plan.prompts], [0])]
     for _, image, copy_at_yield in held:  # a later step (a CUDA graph replay) must not overwrite an earlier Step
         assert torch.equal(image, copy_at_yield)
     return held, models
@@ -237,15 +238,11 @@ def test_compile_reduce_overhead_on_cpu_matches_eager():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_no_host_sync_inside_a_step():
-    from vqclip.optimize import optimize, random_latent
-    from vqclip.pipeline import settings
-    from vqclip.bench import run_config
-
     device = torch.device("cuda")
     models = build_models(SMOKE, device)
     cfg, plan = run_config(SMOKE, 4, SpeedConfig())
     gens = [torch.Generator(device=device).manual_seed(0)]
-    guides = [type("G", (), {"perceptor": p, "targets": [embed_prompts(p, plan.prompts)]})() for p in models.perceptors]
+    guides = [Guide(p, [embed_prompts(p, plan.prompts)]) for p in models.perceptors]
     steps = optimize(models.vqgan, guides, random_latent(models.vqgan, 32, 32, gens), settings(cfg, device), gens)
     next(steps)  # the first step may sync (lazy init)
     torch.cuda.set_sync_debug_mode("error")

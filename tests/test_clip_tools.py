@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tiny import write_clip
 from vqclip import clip_tools, toy
 from vqclip.cli import app
-from vqclip.models import Perceptor, load_clip
+from vqclip.clip import Perceptor, load_clip
 
 runner = CliRunner()
 LINE = re.compile(r"^(-?\d+\.\d{4})  (.+)$")
@@ -240,7 +240,7 @@ def test_input_errors_come_before_the_model_loads(folder):
 
 def test_default_clip_is_generates_and_toy_is_an_alias():
     from vqclip.config import ModelConfig
-    from vqclip.registry import resolve_clip
+    from vqclip.store import resolve_clip
 
     assert clip_tools.default_clip() == ModelConfig().clip[0] == "ViT-B-32-quickgelu:openai"
     assert resolve_clip("toy").startswith("local-dir:") and resolve_clip("toy").endswith("toy/clip")
@@ -251,7 +251,7 @@ def test_default_clip_is_generates_and_toy_is_an_alias():
 
 
 def _toy_clip_dir() -> Path:
-    from vqclip.registry import resolve_clip
+    from vqclip.store import resolve_clip
 
     return Path(resolve_clip("toy").split(":", 1)[1])
 

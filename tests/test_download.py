@@ -7,8 +7,8 @@ import urllib.parse
 import pytest
 
 from fileserver import FileServer
-from vqclip import download
-from vqclip.download import fetch, with_mirror
+from vqclip.store import download
+from vqclip.store.download import fetch, with_mirror
 from vqclip.errors import DownloadError
 
 DATA = os.urandom(300_000)

@@ -11,7 +11,7 @@ from vqclip import __version__
 from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.outputs import read_png_metadata
-from vqclip.pipeline import generate
+from vqclip.runner import generate
 
 runner = CliRunner()
 
@@ -139,9 +139,10 @@ def test_bad_input_is_one_line_and_no_traceback(tiny_args, args, code, fragment)
 
 
 def test_straight_through_gradient_reaches_z_through_decoder_and_clip(tiny_models):
-    from vqclip.models import load_clip, load_vqgan
+    from vqclip.clip import load_clip
+    from vqclip.vqgan import load_vqgan
     from vqclip.optimize import Guide, LoopSettings, score, synth
-    from vqclip.pipeline import embed_prompts
+    from vqclip.runner import embed_prompts
     from vqclip.prompts import parse_prompts
 
     vqgan = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])

@@ -9,8 +9,9 @@ from vqclip.bench import ARCHITECTURES
 from vqclip.config import Config
 from vqclip.fastpath import FastPath
 from vqclip.jobs import Job
-from vqclip.models import read_vqgan_yaml
-from vqclip.pipeline import check, generate_batch, load_models
+from vqclip.plan import check
+from vqclip.runner import load_models, prepare_run
+from vqclip.vqgan import read_vqgan_yaml
 
 F16 = ARCHITECTURES / "vqgan_imagenet_f16_16384.yaml"
 GIB = 2**30
@@ -21,7 +22,7 @@ def _step_peak(cfg: Config, models, device: torch.device) -> int:
     memory events in time order: exact allocator bytes, unlike RSS, which glibc's heap reuse makes vary)."""
     plan = check(cfg)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        for _ in generate_batch(cfg, plan, models, device, [plan.prompts], [0]):
+        for _ in prepare_run(cfg, plan, device=device, outputs=False, models=models).steps():
             pass
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
     live = peak = 0

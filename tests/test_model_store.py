@@ -13,11 +13,14 @@ from typer.testing import CliRunner
 
 from fileserver import FileServer
 from tiny import write_vqgan
-from vqclip import download, hub, registry
+from vqclip.store import download, hub, registry
 from vqclip.cli import app
 from vqclip.errors import CheckpointError, DownloadError, ModelFilesMissing
-from vqclip.models import load_checkpoint, load_clip, load_vqgan
-from vqclip.registry import Source, resolve_vqgan
+from vqclip.checkpoint import load_checkpoint
+from vqclip.clip import load_clip
+from vqclip.store import resolve_vqgan
+from vqclip.store.registry import Source
+from vqclip.vqgan import load_vqgan
 
 NAME = "vqgan_imagenet_f16_16384"
 runner = CliRunner()
@@ -222,7 +225,7 @@ def test_truncated_checkpoint_is_a_clear_error_through_the_registry(tiny_models,
     data = Path(tiny_models["ckpt"]).read_bytes()
     (ckdir / f"{NAME}.yaml").write_bytes(Path(tiny_models["vqgan"]).read_bytes())
     (ckdir / f"{NAME}.ckpt").write_bytes(data[: int(len(data) * keep)])
-    config, ckpt, _ = resolve_vqgan(NAME)
+    config, ckpt = (lambda f: (f.config, f.weights))(resolve_vqgan(NAME))
     with pytest.raises(CheckpointError, match="corrupt or truncated.*download it again"):
         load_checkpoint(ckpt)
 
@@ -242,7 +245,7 @@ def test_transformer_checkpoint_yields_its_first_stage(tiny_models, tmp_path):
 
 def test_download_caches_the_used_weights_as_safetensors_and_loads_them(server, tiny_models, tmp_path):
     assert models("download", NAME).exit_code == 0
-    config, weights, _ = resolve_vqgan(NAME)
+    config, weights = (lambda f: (f.config, f.weights))(resolve_vqgan(NAME))
     assert weights.suffix == ".safetensors" and weights.parent == tmp_path / "checkpoints" / "cache"
     original = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])
     cached = load_vqgan(config, weights)
@@ -255,5 +258,6 @@ def test_download_caches_the_used_weights_as_safetensors_and_loads_them(server, 
 
 def test_added_model_resolves_to_its_cache(tiny_models, tmp_path):
     hub.add_vqgan("mine", tiny_models["vqgan"], tiny_models["ckpt"])
-    config, weights, name = resolve_vqgan("mine")
+    found = resolve_vqgan("mine")
+    config, weights, name = found.config, found.weights, found.name
     assert name == "mine" and config == Path(tiny_models["vqgan"]) and weights.suffix == ".safetensors"

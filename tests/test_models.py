@@ -7,8 +7,10 @@ import torch
 
 from tiny import TINY_DDCONFIG, write_vqgan
 from vqclip.errors import CheckpointError, ConfigError, ModelFilesMissing, UnknownNameError
-from vqclip.models import VQGANSpec, build_vqgan, load_checkpoint, load_clip, load_vqgan, read_vqgan_yaml
-from vqclip.registry import resolve_vqgan
+from vqclip.checkpoint import load_checkpoint
+from vqclip.clip import load_clip
+from vqclip.store import resolve_vqgan
+from vqclip.vqgan import VQGANSpec, build_vqgan, load_vqgan, read_vqgan_yaml
 
 # copies of the published taming yamls (lossconfig included: vqclip must never build it)
 REFERENCE = Path(__file__).resolve().parent / "data"
@@ -87,7 +89,7 @@ def test_yaml_without_ckpt_beside_it(tiny_models, tmp_path):
     lone.write_text(Path(tiny_models["vqgan"]).read_text())
     with pytest.raises(ModelFilesMissing, match="lone.ckpt.*--vqgan-ckpt"):
         resolve_vqgan(str(lone))
-    assert resolve_vqgan(str(lone), tiny_models["ckpt"])[1] == Path(tiny_models["ckpt"])
+    assert resolve_vqgan(str(lone), tiny_models["ckpt"]).weights == Path(tiny_models["ckpt"])
 
 
 def test_tiny_clip_loads_with_its_preprocessing(tiny_models):

@@ -10,7 +10,7 @@ from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.errors import ConfigError, PromptError
 from vqclip.outputs import read_png_metadata
-from vqclip.pipeline import generate
+from vqclip.runner import generate
 from vqclip.story import parse_keyframes, prompt_at, segments
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from vqclip import toy
 from vqclip.cli import app
-from vqclip.registry import bundled_dir
+from vqclip.store import bundled_dir
 
 TOY = bundled_dir()
 pytestmark = pytest.mark.skipif(not (TOY / "vqgan_toy.ckpt").is_file(), reason="toy checkpoints not present")
@@ -58,7 +58,7 @@ def test_judge_fails_with_untrained_models(tmp_path):
     import open_clip
     from safetensors.torch import save_file
 
-    from vqclip.models import build_vqgan, read_vqgan_yaml
+    from vqclip.vqgan import build_vqgan, read_vqgan_yaml
 
     shutil.copy(TOY / "vqgan_toy.yaml", tmp_path / "random.yaml")
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from vqclip import toy
-from vqclip.models import Perceptor, load_clip, load_vqgan
+from vqclip.clip import Perceptor, load_clip
+from vqclip.vqgan import load_vqgan
 
 TOY = Path(__file__).resolve().parent.parent / "checkpoints" / "toy"
 EVAL_SEED = 424242  # differs from every training batch seed and from the seed TRAINING.md measured with

@@ -24,7 +24,7 @@ TINY_CLIP_CFG = {
 def write_vqgan(folder: Path, name: str = "tiny_vqgan", gumbel: bool = False, seed: int = 0,
                 n_embed: int = 64, embed_dim: int = 32) -> tuple[Path, Path]:
     """A taming-format yaml and a Lightning-style checkpoint of a tiny VQGAN with random weights."""
-    from vqclip.models import VQGANSpec, build_vqgan
+    from vqclip.vqgan import VQGANSpec, build_vqgan
 
     folder.mkdir(parents=True, exist_ok=True)
     target = "taming.models.vqgan.GumbelVQ" if gumbel else "taming.models.vqgan.VQModel"

@@ -10,9 +10,6 @@ frame is optimised against the prompt of its segment, optionally crossfaded from
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -20,13 +17,17 @@ from typing import Callable, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .config import AnimationConfig, Config, with_seed
+from .config import AnimationConfig, check_motion
 from .errors import ConfigError
+from .images import load_image
+from .memory import oom_advice
 from .optimize import Guide, Step, optimize, random_latent
-from .outputs import VideoWriter, save_png, slugify, unique_dir
-from .pipeline import Models, Plan, check, load_image, make_guides, prepared_settings
+from .outputs import slugify
 from .prompts import PromptLoss
-from .session import Interrupted, RunResult, metadata
+from .runner import Run, make_guides
+from .writer import Layout, RunResult, RunWriter, write_steps
+
+__all__ = ["Motion", "animate", "frame_guides", "run_animation", "warp"]
 
 
 @dataclass
@@ -38,11 +39,7 @@ class Motion:
     pan: tuple[float, float] = (0.0, 0.0)  # pixels per frame the content moves (right, down)
 
     def __post_init__(self):
-        if not (self.zoom > 0 and math.isfinite(self.zoom)):
-            raise ConfigError(f"zoom must be positive (1 keeps the size, 1.02 zooms in 2% a frame), got {self.zoom}")
-        if len(self.pan) != 2 or not all(math.isfinite(v) for v in (self.rotate, *self.pan)):
-            raise ConfigError(f"rotate must be a number and pan two numbers (right, down), got {self.rotate} and "
-                              f"{list(self.pan)}")
+        check_motion(self.zoom, self.rotate, self.pan)
 
     @classmethod
     def of(cls, cfg: AnimationConfig) -> "Motion":
@@ -62,25 +59,13 @@ def warp(image: torch.Tensor, m: Motion) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def check_animation(cfg: Config) -> Plan:
-    """`pipeline.check` with the story over frames, plus the motion and the blend: all before a model loads."""
-    Motion.of(cfg.animation)
-    plan = check(cfg, unit="frame")
-    blend, ends = cfg.animation.blend, [start for start, _ in plan.schedule[1:]] + [cfg.animation.frames]
-    for (start, text), end in zip(plan.schedule[1:], ends[1:]):
-        if blend >= end - start:
-            raise ConfigError(f"blend of {blend} frames does not fit the segment {text!r} (frames {start}-{end - 1}); "
-                              f"lower --blend or space the prompts further apart")
-    return plan
-
-
-def segment_guides(plan: Plan, models: Models) -> list[tuple[int, str, list[Guide]]]:
+def segment_guides(run: Run) -> list[tuple[int, str, list[Guide]]]:
     """(start frame, prompt text, guides) of every segment; a prompt that comes back is embedded once."""
-    embedded: dict[str, list[Guide]] = {}
+    plan, embedded = run.plan, {}
     prompts = [plan.prompts] + [ps for _, ps in plan.story]
     for (_, text), ps in zip(plan.schedule, prompts):
         if text not in embedded:
-            embedded[text] = make_guides(plan, models, [ps])
+            embedded[text] = make_guides(plan, run.models, [ps])
     return [(start, text, embedded[text]) for start, text in plan.schedule]
 
 
@@ -102,22 +87,24 @@ def _scaled(loss: PromptLoss, factor: float) -> PromptLoss:
     return PromptLoss(loss.embed, loss.weight * factor, loss.stop)  # the same embedding, no CLIP call
 
 
-def animate(cfg: Config, plan: Plan, models: Models, device: torch.device) -> Iterator[Step]:
+def animate(run: Run) -> Iterator[Step]:
     """Yield Step(k) with frame k's image for k in 0..frames-1 (the last one final).
 
-    `plan` comes from `check_animation`; each Step's extras say which prompt the frame was optimised for.
+    `run` comes from `prepare_run(cfg, unit="frame")`; each Step's extras say which prompt the frame was
+    optimised for.
     """
+    cfg, plan, models, device = run.cfg, run.plan, run.models, run.device
     if plan.story and plan.unit != "frame":
-        raise ConfigError("an animation's story counts frames; make its plan with check_animation, not check")
+        raise ConfigError("an animation's story counts frames; prepare its run with unit='frame'")
     a = cfg.animation
     motion = Motion.of(a)
     generators = [torch.Generator(device=device).manual_seed(int(cfg.seed))]
-    segments = segment_guides(plan, models)
+    segments = segment_guides(run)
     if cfg.init_image:
         z = models.vqgan.encode(load_image(cfg.init_image, (plan.width, plan.height)).to(device) * 2 - 1)
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
-    first = prepared_settings(cfg, models, device)  # the device's fast path, as generate runs
+    first = run.settings  # the device's fast path, as generate runs
     later = dataclasses.replace(first, steps=a.steps_per_frame)
     for k in range(a.frames):
         guides, used = frame_guides(segments, k, a.blend)
@@ -127,53 +114,14 @@ def animate(cfg: Config, plan: Plan, models: Models, device: torch.device) -> It
             z = models.vqgan.encode(warp(last.image, motion) * 2 - 1)
 
 
-def run_animation(cfg: Config, plan: Plan, models: Models, device: torch.device, save_frames: bool = False,
-                  on_frame: Optional[Callable[[Step], None]] = None) -> RunResult:
+def run_animation(run: Run, save_frames: bool = False, on_frame: Optional[Callable[[Step], None]] = None) -> RunResult:
     """Stream the frames into <out>/<name>/animation.mp4 (and .gif), the last frame to final.png.
 
     Every PNG records the config (animation settings and schedule included), so `vqclip animate --from` any of
     them re-runs the animation and makes the same frames; a story adds the prompt each frame was optimised for.
     """
-    cfg = with_seed(cfg)
-    cfg.width, cfg.height = plan.width, plan.height
-    name = cfg.output.name or f"anim-{slugify(cfg.prompt or plan.schedule[0][1], 50)}-s{cfg.seed}"
-    folder = unique_dir(Path(cfg.output.dir), name)
-    video = VideoWriter(folder / "animation.mp4", cfg.output.fps, cfg.output.gif)
-    # marks the PNGs as frames of an animation (generate --from refuses them) and says how they were made
-    extra = {"animation": json.dumps(dataclasses.asdict(cfg.animation))}
-    start, last = time.perf_counter(), None
-    try:
-        for step in animate(cfg, plan, models, device):
-            last = step
-            video.add(step.image[0])
-            if save_frames:
-                (folder / "frames").mkdir(exist_ok=True)
-                save_png(step.image[0], folder / "frames" / f"frame_{step.i:05d}.png",
-                         _frame_metadata(cfg, plan, step, "frame", extra))
-            if on_frame is not None:
-                on_frame(step)
-    except KeyboardInterrupt:
-        raise Interrupted(_finish(cfg, plan, folder, last, video, start, extra, "interrupted")) from None
-    except BaseException:
-        video.abort()
-        raise
-    return _finish(cfg, plan, folder, last, video, start, extra, "complete")
-
-
-def _frame_metadata(cfg: Config, plan: Plan, step: Step, status: str, extra: dict) -> dict:
-    meta = {**metadata(cfg, plan, step.i, status, float(step.loss[0])), **extra}
-    if plan.story:  # what the loop was given for this frame, rather than what the schedule says it should be
-        meta["active_prompt"] = step.extras["prompt"]
-        if "blend" in step.extras:
-            meta["blend"] = json.dumps(step.extras["blend"])
-    return meta
-
-
-def _finish(cfg, plan, folder: Path, last: Optional[Step], video: VideoWriter, start: float, extra: dict,
-            status: str) -> RunResult:
-    image, loss = None, None
-    if last is not None:
-        loss = float(last.loss[0])
-        image = save_png(last.image[0], folder / "final.png", _frame_metadata(cfg, plan, last, status, extra))
-    videos = video.close()
-    return RunResult(image, folder, status, last.i if last else 0, loss, time.perf_counter() - start, videos)
+    cfg = run.cfg
+    name = cfg.output.name or f"anim-{slugify(cfg.prompt or run.plan.schedule[0][1], 50)}-s{cfg.seed}"
+    writer = RunWriter(cfg, run.plan, Path(cfg.output.dir), name, Layout.animation(cfg, save_frames))
+    with oom_advice(run.work):  # the same advice as a still's run gives
+        return write_steps(animate(run), [writer], on_frame)[0]

@@ -18,7 +18,6 @@ import copy
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,16 +26,18 @@ from typing import Callable, Optional
 import torch
 
 from . import __version__
-from .config import Config, resolve, to_yaml, with_seed
+from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
 from .jobs import Job
 from .memory import SUGGEST_SHARE, Workload, available_bytes
 from .optimize import Step
-from .outputs import VideoWriter, append_jsonl, read_jsonl, save_png, unique_dir, write_jsonl
-from .pipeline import Models, Plan, check, generate_batch, load_models
-from .session import metadata, run_name
+from .outputs import append_jsonl, check_writable, read_jsonl, save_png, write_jsonl
+from .plan import Plan
+from .provenance import run_name
+from .runner import ModelCache, VQGANFinder, plan_run, prepare_run
 from .shard import Shard
 from .story import is_story
+from .writer import Interrupted, Layout, RunResult, RunWriter, write_steps
 
 MANIFEST = "manifest.jsonl"
 SHEET = "contact_sheet.png"
@@ -86,11 +87,14 @@ def default_batch_size(device: torch.device, planned: list[Planned]) -> int:
     return int(max(1, min(MAX_DEFAULT_BATCH, len(planned), budget // max(per_image, 1))))
 
 
-def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None) -> list[Planned]:
+def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None,
+              finder: Optional[VQGANFinder] = None) -> list[Planned]:
     """Resolve and check every job before any model loads, so a typo on line 90 fails in a second.
 
-    A job without its own seed gets base_seed + its index when base_seed is given, else a drawn one.
+    A job without its own seed gets base_seed + its index when base_seed is given, else a drawn one. Each distinct
+    VQGAN is found (and downloaded, when missing and allowed) once, by `finder`.
     """
+    finder = finder or VQGANFinder()
     base_yaml = to_yaml(base)
     planned = []
     for job in jobs:
@@ -103,11 +107,9 @@ def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None) ->
             cfg.prompt = job.prompt or cfg.prompt
             if "seed" not in job.options:
                 cfg.seed = None if base_seed is None else base_seed + job.index
-            cfg = with_seed(cfg)
-            plan = check(cfg)
+            plan = plan_run(cfg, finder=finder)
         except UsageError as e:
             raise ConfigError(f"{job.source}: {e}") from None
-        cfg.width, cfg.height = plan.width, plan.height  # the size actually used is what gets recorded
         planned.append(Planned(job, cfg, plan))
     return planned
 
@@ -160,28 +162,22 @@ def merge_manifests(out: Path) -> Path:
     return out / MANIFEST
 
 
-class ModelCache:
-    """Keeps the models of the last plan: groups that share model files load them once."""
-
-    def __init__(self, device: torch.device, models: Optional[Models] = None, plan: Optional[Plan] = None):
-        self.device, self.models = device, models
-        self.key = self._key(plan) if plan is not None and models is not None else None
-
-    @staticmethod
-    def _key(plan: Plan) -> tuple:
-        return plan.vqgan_config, plan.vqgan_ckpt, tuple(plan.clip_specs)
-
-    def get(self, p: Planned) -> Models:
-        if self._key(p.plan) != self.key:
-            self.models = None  # free the previous models before loading the next
-            self.models = load_models(p.plan, self.device, p.cfg.model.checkpoints_dir)
-            self.key = self._key(p.plan)
-        return self.models
+def _model_key(p: Planned) -> str:
+    return str(ModelCache._key(p.plan, None))
 
 
-def run_batch(planned: list[Planned], out: Path, models: ModelCache, batch_size: int, shard: Shard = Shard(),
+def check_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int) -> None:
+    """Before any model loads: the output folder must be writable and the largest group must fit in memory
+    (prepare_run's checks, without loading)."""
+    check_writable(out)
+    if planned:
+        big = largest_job(planned)
+        prepare_run(big.cfg, big.plan, device=device, batch=min(batch_size, len(planned)), outputs=False, load=False)
+
+
+def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard = Shard(),
               on_step: Optional[Callable[[Step], None]] = None, on_done: Optional[Callable[[dict], None]] = None,
-              sheet: bool = True) -> BatchResult:
+              sheet: bool = True, models: Optional[ModelCache] = None) -> BatchResult:
     """Run this rank's unfinished jobs in groups of batch_size; rank 0 merges manifests and draws the sheet."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,11 +186,11 @@ def run_batch(planned: list[Planned], out: Path, models: ModelCache, batch_size:
     todo = [p for p in planned if p.job.id not in done]
     mine = todo[shard.rank::shard.world]
     result = BatchResult(skipped=len(planned) - len(todo), manifest=manifest_path(out, shard))
-    groups = sorted(make_groups(mine, batch_size), key=lambda g: str(ModelCache._key(g[0].plan)))
+    groups = sorted(make_groups(mine, batch_size), key=lambda g: _model_key(g[0]))
+    models = models or ModelCache()
     try:
         for group in groups:
-            for record in _run_group(group, models.get(group[0]), models.device, out, result.manifest,
-                                     shard.rank, on_step):
+            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step):
                 result.records.append(record)
                 if on_done is not None:
                     on_done(record)
@@ -211,62 +207,34 @@ def run_batch(planned: list[Planned], out: Path, models: ModelCache, batch_size:
     return result
 
 
-def _run_group(group: list[Planned], models: Models, device: torch.device, out: Path, manifest: Path, rank: int,
+def _run_group(group: list[Planned], models: ModelCache, device: torch.device, out: Path, manifest: Path, rank: int,
                on_step: Optional[Callable[[Step], None]]) -> list[dict]:
     """Optimise a group's images together; save and record each one; Ctrl-C saves them as interrupted."""
-    cfg0, plan0 = group[0].cfg, group[0].plan
-    folders = [unique_dir(out, p.cfg.output.name or f"{p.job.index + 1:04d}-{run_name(p.cfg)}") for p in group]
-    videos = [VideoWriter(f / "progress.mp4", p.cfg.output.fps, p.cfg.output.gif) if p.cfg.output.video else None
-              for p, f in zip(group, folders)]
-    start, last = time.perf_counter(), None
-    steps = generate_batch(cfg0, plan0, models, device, [p.plan.prompts for p in group], [p.cfg.seed for p in group])
+    first = group[0]
+    run = prepare_run(first.cfg, first.plan, device=device, batch=len(group), outputs=False, models=models)
+    writers = [RunWriter(p.cfg, p.plan, out, p.cfg.output.name or f"{p.job.index + 1:04d}-{run_name(p.cfg)}",
+                         Layout.still(p.cfg), index=b) for b, p in enumerate(group)]
+    jobs = {id(w): p for w, p in zip(writers, group)}
+    records: list[dict] = []
+
+    def record(writer: RunWriter, r: RunResult) -> None:  # after the PNG and video: the order resume relies on
+        records.append(_record(jobs[id(writer)], r, manifest, rank, len(group)))
+
+    steps = run.steps([p.plan.prompts for p in group], [p.cfg.seed for p in group])
     try:
-        for step in steps:
-            last = step
-            if on_step is not None:
-                on_step(step)
-            every = cfg0.output.save_every
-            if not step.final and every and step.i % every == 0:
-                for b, p in enumerate(group):
-                    _save_frame(p, folders[b], step, b, videos[b])
-        return [_finish(p, folders[b], last, b, videos[b], "done", start, manifest, rank, len(group))
-                for b, p in enumerate(group)]
-    except KeyboardInterrupt:
-        records = [_finish(p, folders[b], last, b, videos[b], "interrupted", start, manifest, rank, len(group))
-                   for b, p in enumerate(group)]
+        write_steps(steps, writers, on_step, on_finish=record)
+    except Interrupted:
         raise BatchInterrupted(records) from None
-    except BaseException:
-        for video in videos:
-            if video is not None:
-                video.abort()
-        raise
+    return records
 
 
-def _save_frame(p: Planned, folder: Path, step: Step, b: int, video: Optional[VideoWriter]) -> None:
-    frames = folder / "frames"
-    frames.mkdir(exist_ok=True)
-    save_png(step.image[b], frames / f"step_{step.i:05d}.png",
-             metadata(p.cfg, p.plan, step.i, "frame", float(step.loss[b])))
-    if video is not None:
-        video.add(step.image[b])
-
-
-def _finish(p: Planned, folder: Path, last: Optional[Step], b: int, video: Optional[VideoWriter], status: str,
-            start: float, manifest: Path, rank: int, batch: int) -> dict:
-    """Save image b (final PNG, then the video), then append its manifest line: the order resume relies on."""
-    image, loss = None, None
-    if last is not None:
-        loss = float(last.loss[b])
-        png_status = "complete" if status == "done" else "interrupted"
-        image = save_png(last.image[b], folder / "final.png", metadata(p.cfg, p.plan, last.i, png_status, loss))
-        if video is not None:
-            video.add(last.image[b])
-    videos = video.close() if video is not None else []
+def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> dict:
+    """Append image b's manifest line (its PNG and video are in place by now)."""
     record = {"id": p.job.id, "index": p.job.index, "source": p.job.source, "prompt": p.cfg.prompt,
-              "seed": p.cfg.seed, "status": status, "image": _rel(image, manifest.parent),
-              "folder": _rel(folder, manifest.parent), "videos": [_rel(v, manifest.parent) for v in videos],
-              "step": last.i if last is not None else 0, "steps": p.cfg.steps, "loss": loss,
-              "seconds": round(time.perf_counter() - start, 3), "batch": batch, "rank": rank,
+              "seed": p.cfg.seed, "status": "done" if r.status == "complete" else r.status,
+              "image": _rel(r.image, manifest.parent), "folder": _rel(r.folder, manifest.parent),
+              "videos": [_rel(v, manifest.parent) for v in r.videos], "step": r.step, "steps": p.cfg.steps,
+              "loss": r.loss, "seconds": round(r.seconds, 3), "batch": batch, "rank": rank,
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     append_jsonl(manifest, record)
     return record

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .errors import ImageError, UsageError
-from .models import Perceptor, load_clip, parse_clip_spec
+from .clip import Perceptor, load_clip, parse_clip_spec
+from .device import pick_device
+from .images import check_image, load_image
 from .outputs import save_tensors
-from .pipeline import load_image, pick_device
-from .registry import checkpoints_dir, resolve_clip
+from .store import checkpoints_dir, resolve_clip
 
 log = logging.getLogger("vqclip")
 
@@ -78,14 +79,13 @@ def embed_texts(perceptor: Perceptor, texts: Sequence[str]) -> torch.Tensor:
 
 
 def check_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Every path must be an existing file: caught before a model is loaded."""
+    """Every path must be a readable image file: caught before a model is loaded."""
     if not paths:
         raise UsageError("give at least one image")
     for p in paths:
         if Path(p).is_dir():
             raise ImageError(f"{p} is a folder; give image files, or use `vqclip rank {p} TEXT` for a folder")
-        if not Path(p).is_file():
-            raise ImageError(f"image {p} does not exist")
+        check_image(p, "image")
     return [Path(p) for p in paths]
 
 

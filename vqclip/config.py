@@ -65,6 +65,10 @@ class AnimationConfig:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+# The names of the loop's variants, owned here so that validating a config imports none of the loop: the tables
+# behind them (`optimize.OPTIMIZERS`, `cutouts.AUGMENTS`) must carry exactly these (tests/test_config.py checks).
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+AUGMENT_NAMES = ("flip", "affine", "noise", "color", "gray")
 
 
 @dataclass
@@ -255,9 +259,6 @@ def _nest(flat: dict) -> dict:
 
 def validate(cfg: Config) -> None:
     """Checks that need no model: positive counts, known names."""
-    from .cutouts import AUGMENTS
-    from .optimize import OPTIMIZERS
-
     positive = {"steps": cfg.steps, "width": cfg.width, "height": cfg.height, "cutouts.cutn": cfg.cutouts.cutn,
                 "optim.lr": cfg.optim.lr, "output.fps": cfg.output.fps}
     for key, value in positive.items():
@@ -280,17 +281,26 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"animation.blend must be 0 (a cut) or positive, got {cfg.animation.blend}")
     if cfg.cutouts.cut_pow <= 0:
         raise ConfigError(f"cutouts.cut_pow must be positive, got {cfg.cutouts.cut_pow}")
-    if cfg.optim.name not in OPTIMIZERS:
-        raise UnknownNameError("optimizer", cfg.optim.name, OPTIMIZERS)
+    check_motion(cfg.animation.zoom, cfg.animation.rotate, cfg.animation.pan)
+    if cfg.optim.name not in OPTIMIZER_NAMES:
+        raise UnknownNameError("optimizer", cfg.optim.name, OPTIMIZER_NAMES)
     for aug in cfg.cutouts.augments:
-        if aug not in AUGMENTS:
-            raise UnknownNameError("augmentation", aug, AUGMENTS)
+        if aug not in AUGMENT_NAMES:
+            raise UnknownNameError("augmentation", aug, AUGMENT_NAMES)
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     if not cfg.model.clip:
         raise ConfigError("model.clip needs at least one CLIP model")
     if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
         raise ConfigError(f"seed must be between 0 and 2**63-1, got {cfg.seed}")
+
+
+def check_motion(zoom: float, rotate: float, pan) -> None:
+    """An animation's camera move: a positive finite zoom, a finite rotation and two finite pan offsets."""
+    if not (zoom > 0 and math.isfinite(zoom)):
+        raise ConfigError(f"zoom must be positive (1 keeps the size, 1.02 zooms in 2% a frame), got {zoom}")
+    if len(pan) != 2 or not all(math.isfinite(v) for v in (rotate, *pan)):
+        raise ConfigError(f"rotate must be a number and pan two numbers (right, down), got {rotate} and {list(pan)}")
 
 
 def validate_speed(speed: SpeedConfig) -> None:

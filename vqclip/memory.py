@@ -28,7 +28,8 @@ import torch
 from .config import SpeedConfig
 from .errors import ConfigError, OutOfMemory
 from .fastpath import REFERENCE, FastPath, resolve
-from .models import VQGAN, VQGANSpec, meta_clip
+from .clip import ClipRef, meta_clip
+from .vqgan import VQGAN, VQGANSpec
 
 # the share of free memory a suggested size may use; the rest is left for what the estimate leaves out
 SUGGEST_SHARE = 0.6
@@ -64,7 +65,7 @@ def _meta_vqgan(spec_json: str, bf16: bool = False) -> VQGAN:
 
 
 @functools.lru_cache(maxsize=8)
-def _meta_clip(spec: str, bf16: bool):
+def _meta_clip(spec: str | ClipRef, bf16: bool):
     return meta_clip(spec).to(_dtype(bf16))
 
 
@@ -152,7 +153,7 @@ def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastP
     return peak
 
 
-def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
+def _clip_bytes_per_cutout(spec: str | ClipRef, bf16: bool) -> tuple[int, int]:
     """(weights, activation bytes per cutout) of one CLIP, measured on meta from the difference of two batch
     sizes, so tensors that do not grow with the batch are not counted as activations."""
     perceptor = _meta_clip(spec, bf16)
@@ -166,7 +167,7 @@ def _clip_bytes_per_cutout(spec: str, bf16: bool) -> tuple[int, int]:
 
 
 def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1, *, fast: FastPath = REFERENCE,
-                   clips: Sequence[str] = (), cutn: int = 0) -> int:
+                   clips: Sequence[str | ClipRef] = (), cutn: int = 0) -> int:
     """The memory one step of `batch` images of width x height needs on the given fast path (an estimate),
     with `cutn` cutouts scored by each CLIP in `clips` (specs as `check_clip` takes them)."""
     model = _meta_vqgan(_spec_key(spec), fast.decoder_bf16)
@@ -195,13 +196,13 @@ class Workload:
     device: torch.device
     batch: int = 1
     speed: SpeedConfig = field(default_factory=SpeedConfig)
-    clips: tuple[str, ...] = ()
+    clips: tuple[str | ClipRef, ...] = ()
     cutn: int = 0
 
     @classmethod
     def of(cls, plan, cfg, device: torch.device, batch: int = 1) -> "Workload":
         """The workload of a checked Plan and its Config on device."""
-        return cls(plan.vqgan_spec, plan.width, plan.height, device, batch, cfg.speed, tuple(plan.clip_specs),
+        return cls(plan.vqgan_spec, plan.width, plan.height, device, batch, cfg.speed, tuple(plan.clips),
                    cfg.cutouts.cutn)
 
     def at(self, width: int, height: int) -> "Workload":

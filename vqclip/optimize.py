@@ -8,16 +8,19 @@ each prompt with the spherical distance, step the optimiser, clamp z to the code
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .cutouts import make_cutouts
 from .fastpath import REFERENCE, FastPath
-from .models import VQGAN, Perceptor
 from .ops import clamp_with_grad
 from .prompts import PromptLoss
+
+if TYPE_CHECKING:  # the loop takes the models as they come; importing them would put it above them
+    from .clip import Perceptor
+    from .vqgan import VQGAN
 
 # extra keyword arguments (e.g. fused=True) come from the fast path
 OPTIMIZERS = {

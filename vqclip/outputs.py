@@ -19,6 +19,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from .errors import OutputError
+from .images import to_array, to_pil
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
@@ -60,16 +61,6 @@ def check_writable(folder: str | os.PathLike) -> None:
                           f"choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write outputs to {folder}: {existing} is not writable; choose another --out")
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """[3, H, W] in [0, 1] -> PIL image."""
-    array = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
-
-
-def to_array(image: torch.Tensor) -> np.ndarray:
-    return np.asarray(to_pil(image))
 
 
 @contextlib.contextmanager

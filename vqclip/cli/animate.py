@@ -7,15 +7,15 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from ..animate import check_animation, run_animation
+from ..animate import run_animation
 from ..errors import UsageError
-from ..outputs import check_writable
-from ..pipeline import load_models, pick_device
-from ..session import Interrupted
+from ..provenance import config_for
+from ..runner import VQGANFinder, prepare_run
+from ..writer import Interrupted
 from . import options as o
-from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
-from .generate import config_from_options
-from .progress import StepBar
+from .common import CheckpointsDir, Debug, Mirror, Offline, Presets, Sets, app, command, set_offline, \
+    sigterm_as_interrupt
+from .progress import DownloadBar, StepBar
 
 
 @app.command()
@@ -50,6 +50,7 @@ def animate(
     set_: Sets = None,
     from_: o.From = None,
     checkpoints_dir: CheckpointsDir = None,
+    mirror: Mirror = None,
     offline: Offline = False,
     debug: Debug = False,
 ):
@@ -61,14 +62,12 @@ def animate(
     if prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
-    cfg = config_from_options(prompt, preset, from_, set_, options, command="animate")
-    check_writable(cfg.output.dir)
-    plan = check_animation(cfg)  # everything that can be wrong without a model is caught here
-    dev = pick_device(cfg.device)
-    models = load_models(plan, dev, cfg.model.checkpoints_dir)
+    cfg = config_for(prompt, preset, from_, set_, options, command="animate")
+    with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
+        run = prepare_run(cfg, unit="frame", finder=VQGANFinder(mirror=mirror, on_progress=download_bar))
     with StepBar(cfg.animation.frames, every=1, desc="animate") as bar, sigterm_as_interrupt():
         try:
-            result = run_animation(cfg, plan, models, dev, save_frames, on_frame=lambda step: _frame_done(bar, step))
+            result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step))
         except Interrupted as e:
             typer.echo(f"interrupted at frame {e.result.step}; saved what was made in {e.result.folder}", err=True)
             for path in e.result.videos:

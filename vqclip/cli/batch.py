@@ -8,16 +8,17 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from ..batch import ModelCache, default_batch_size, largest_job, plan_jobs, run_batch
-from ..shard import close_shard, init_shard, rank_device
-from ..memory import Workload, check_memory
+from ..batch import check_batch, default_batch_size, plan_jobs, run_batch
+from ..device import pick_device
 from ..jobs import read_jobs
 from ..outputs import check_writable
-from ..pipeline import pick_device
+from ..provenance import config_for
+from ..runner import VQGANFinder
+from ..shard import close_shard, init_shard, rank_device
 from . import options as o
-from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, sigterm_as_interrupt
-from .generate import config_from_options
-from .progress import StepBar
+from .common import CheckpointsDir, Debug, Mirror, Offline, Presets, Sets, app, command, set_offline, \
+    sigterm_as_interrupt
+from .progress import DownloadBar, StepBar
 
 
 @app.command()
@@ -44,6 +45,7 @@ def batch(
     preset: Presets = None,
     set_: Sets = None,
     checkpoints_dir: CheckpointsDir = None,
+    mirror: Mirror = None,
     offline: Offline = False,
     debug: Debug = False,
 ):
@@ -51,19 +53,19 @@ def batch(
     set_offline(offline)
     options = o.config_options(locals())
     check_writable(out)
-    base = config_from_options(None, preset, None, set_, options)
+    base = config_for(None, preset, None, set_, options)
     base.seed = None  # seeds are per job (SEED+k), see plan_jobs
-    planned = plan_jobs(read_jobs(file), base, seed)  # every line is checked before a model loads
+    jobs = read_jobs(file)
+    with DownloadBar() as download_bar:  # every line is checked, and a missing VQGAN fetched, before a model loads
+        planned = plan_jobs(jobs, base, seed, VQGANFinder(mirror=mirror, on_progress=download_bar))
     shard = init_shard()
     try:
         dev = rank_device(pick_device(base.device), shard)
         size_b = batch_size or default_batch_size(dev, planned)
-        if planned:  # the largest group must fit before any model loads
-            big = largest_job(planned)
-            check_memory(Workload.of(big.plan, big.cfg, dev, batch=min(size_b, len(planned))))
+        check_batch(planned, Path(out), dev, size_b)
         with StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar, \
                 sigterm_as_interrupt():
-            result = run_batch(planned, Path(out), ModelCache(dev), size_b, shard, on_step=_reset(bar),
+            result = run_batch(planned, Path(out), dev, size_b, shard, on_step=_reset(bar),
                                on_done=_report(Path(out)), sheet=sheet)
     finally:
         close_shard(shard)

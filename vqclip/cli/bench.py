@@ -12,10 +12,10 @@ from tqdm.auto import tqdm
 from typing_extensions import Annotated
 
 from ..bench import BenchOptions, run_bench, table
-from ..bench_report import load_results, markdown
+from ..bench.report import load_results, markdown
 from ..config import COMPILE_MODES
+from ..device import pick_device
 from ..outputs import write_durably
-from ..pipeline import pick_device
 from .common import Debug, app, command
 
 

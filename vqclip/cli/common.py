@@ -14,6 +14,7 @@ import typer
 from typing_extensions import Annotated
 
 from ..errors import UsageError, VQClipError
+from ..offline import set_offline  # noqa: F401  (the commands' --offline)
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Text-to-image generation by VQGAN+CLIP optimisation.")
@@ -23,6 +24,8 @@ Presets = Annotated[Optional[List[str]], typer.Option("--preset", help="Preset n
 Sets = Annotated[Optional[List[str]], typer.Option("--set", help="Override any config key: --set optim.lr=0.05; repeatable.")]
 CheckpointsDir = Annotated[Optional[Path], typer.Option("--checkpoints-dir", help="Model files folder (env VQCLIP_CHECKPOINTS; default: checkpoints/).")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never use the network (env VQCLIP_OFFLINE=1).")]
+Mirror = Annotated[Optional[str], typer.Option(
+    "--mirror", help="Base URL tried first for model downloads, as <base>/<file name> (env VQCLIP_MIRROR).")]
 
 
 @app.callback()
@@ -52,11 +55,6 @@ def setup_logging() -> None:
         log.setLevel(logging.INFO)
     # third-party chatter (open_clip logs through the root logger, even for errors vqclip reports itself)
     logging.basicConfig(level=logging.CRITICAL)
-
-
-def set_offline(offline: bool) -> None:
-    if offline:
-        os.environ["VQCLIP_OFFLINE"] = "1"
 
 
 def fail(message: str, code: int) -> typer.Exit:

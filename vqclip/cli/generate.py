@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import typer
 
-from ..config import Config, resolve
 from ..errors import UsageError
-from ..memory import Workload, check_memory, oom_advice
-from ..outputs import check_writable, read_png_metadata
-from ..pipeline import check, load_models, pick_device
-from ..hub import ensure_vqgan
-from ..session import Interrupted, run
+from ..provenance import config_for
+from ..runner import VQGANFinder, prepare_run, run_image
+from ..writer import Interrupted
 from . import options as o
-from .common import CheckpointsDir, Debug, Offline, Presets, Sets, app, command, set_offline, \
+from .common import CheckpointsDir, Debug, Mirror, Offline, Presets, Sets, app, command, set_offline, \
     sigterm_as_interrupt
-from .models import DownloadBar
-from .progress import StepBar
-
-
-def config_from_options(prompt: Optional[str], presets, from_png: Optional[Path], sets, options: dict,
-                        command: str = "generate") -> Config:
-    """defaults <- presets <- the PNG's recorded config <- explicit options <- --set."""
-    base = None
-    if from_png is not None:
-        try:
-            meta = read_png_metadata(from_png)
-        except OSError as e:
-            raise UsageError(f"cannot read {from_png} ({e}); --from takes a PNG written by vqclip") from None
-        base = meta.get("config")
-        if not base:
-            raise UsageError(f"{from_png} carries no vqclip config; --from takes a PNG written by vqclip")
-        # a frame depends on the frames before it (and a story there counts frames, not steps)
-        if "animation" in meta and command != "animate":
-            raise UsageError(f"{from_png} is a frame of an animation; re-run it with vqclip animate --from "
-                             f"{from_png}, or start a still from it with --init-image")
-        # a re-run is a new run: its own folder name, not the recorded one
-        options.setdefault("output.name", None)
-    if prompt is not None:
-        options["prompt"] = prompt
-    cfg = resolve(presets or (), base, options, sets or ())
-    if from_png is not None and options.get("output.name") is None:
-        cfg.output.name = None
-    return cfg
+from .progress import DownloadBar, StepBar
 
 
 @app.command()
@@ -78,6 +45,7 @@ def generate(
     set_: Sets = None,
     from_: o.From = None,
     checkpoints_dir: CheckpointsDir = None,
+    mirror: Mirror = None,
     offline: Offline = False,
     debug: Debug = False,
 ):
@@ -86,19 +54,12 @@ def generate(
     options = o.config_options(locals())
     if prompt is None and from_ is None and not image_prompt and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
-    cfg = config_from_options(prompt, preset, from_, set_, options)
+    cfg = config_for(prompt, preset, from_, set_, options)
     with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline
-        ensure_vqgan(cfg.model.vqgan, cfg.model.vqgan_ckpt, cfg.model.checkpoints_dir, on_progress=download_bar)
-    plan = check(cfg)  # everything that can be wrong without a model is caught here
-    dev = pick_device(cfg.device)
-    check_writable(cfg.output.dir)
-    work = Workload.of(plan, cfg, dev)
-    check_memory(work)
-    models = load_models(plan, dev, cfg.model.checkpoints_dir)
-    with oom_advice(work), StepBar(cfg.steps) as bar, \
-            sigterm_as_interrupt():
+        run = prepare_run(cfg, finder=VQGANFinder(mirror=mirror, on_progress=download_bar))
+    with StepBar(cfg.steps) as bar, sigterm_as_interrupt():
         try:
-            result = run(cfg, models, dev, on_step=bar.update, plan=plan)
+            result = run_image(run, on_step=bar.update)
         except Interrupted as e:
             r = e.result
             typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}", err=True)

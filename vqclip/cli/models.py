@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from tqdm.auto import tqdm
 from typing_extensions import Annotated
 
-from .. import hub
-from ..download import Progress
-from .common import CheckpointsDir, Debug, Offline, app, command, set_offline
+from .. import store
+from .common import CheckpointsDir, Debug, Mirror, Offline, app, command, set_offline
+from .progress import DownloadBar
 
 models_app = typer.Typer(no_args_is_help=True, help="List, download and add VQGAN and CLIP models.")
 app.add_typer(models_app, name="models")
-
-Mirror = Annotated[Optional[str], typer.Option("--mirror", help="Base URL tried first as <base>/<file name> (env VQCLIP_MIRROR).")]
-
-
-class DownloadBar:
-    """A tqdm bar per file, in bytes with the rate; a resumed download starts where its partial ends."""
-
-    def __init__(self):
-        self.bar = None
-        self.name = None
-
-    def __call__(self, p: Progress) -> None:
-        if p.name != self.name:
-            self.close()
-            self.name = p.name
-            self.bar = tqdm(total=p.total, initial=0, desc=p.name, unit="B", unit_scale=True, unit_divisor=1024,
-                            file=sys.stderr, dynamic_ncols=True, miniters=1)
-            self.bar.update(p.done)
-            return
-        self.bar.update(p.done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = self.name = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 def _size(n: Optional[int], approx: bool) -> str:
@@ -61,7 +27,7 @@ def _size(n: Optional[int], approx: bool) -> str:
 @command
 def list_(checkpoints_dir: CheckpointsDir = None, debug: Debug = False):
     """Every known VQGAN, your added ones and the usual CLIP choices: size, whether present, where."""
-    rows = hub.list_models(str(checkpoints_dir) if checkpoints_dir else None)
+    rows = store.list_models(str(checkpoints_dir) if checkpoints_dir else None)
     width = max(len(r.name) for r in rows)
     for kind in ("vqgan", "user", "clip"):
         group = [r for r in rows if r.kind == kind]
@@ -86,10 +52,10 @@ def download(
     set_offline(offline)
     folder = str(checkpoints_dir) if checkpoints_dir else None
     if name.startswith("clip:"):
-        typer.echo(str(hub.download_clip(name[len("clip:"):], folder)))
+        typer.echo(str(store.download_clip(name[len("clip:"):], folder)))
         return
     with DownloadBar() as bar:
-        paths = hub.download_vqgan(name, folder, mirror, on_progress=bar)
+        paths = store.download_vqgan(name, folder, mirror, on_progress=bar)
     for p in paths:
         typer.echo(str(p))
 
@@ -105,5 +71,5 @@ def add(
     debug: Debug = False,
 ):
     """Register your own VQGAN under NAME (it is loaded once to check it, and its hashes are locked)."""
-    model = hub.add_vqgan(name, config, ckpt, str(checkpoints_dir) if checkpoints_dir else None, description)
+    model = store.add_vqgan(name, config, ckpt, str(checkpoints_dir) if checkpoints_dir else None, description)
     typer.echo(f"added {model.name}: {model.config} + {model.ckpt}; use --vqgan {model.name}")

@@ -1,10 +1,12 @@
-"""A tqdm bar fed by the loop's steps (step, loss, it/s)."""
+"""Progress bars on stderr: the loop's steps (step, loss, it/s) and downloads (bytes, rate)."""
 
 from __future__ import annotations
 
 import sys
 
 from tqdm.auto import tqdm
+
+from ..store import Progress
 
 
 class StepBar:
@@ -27,4 +29,34 @@ class StepBar:
 
     def __exit__(self, *exc):
         self.bar.close()
+        return False
+
+
+class DownloadBar:
+    """A tqdm bar per file, in bytes with the rate; a resumed download starts where its partial ends."""
+
+    def __init__(self):
+        self.bar = None
+        self.name = None
+
+    def __call__(self, p: Progress) -> None:
+        if p.name != self.name:
+            self.close()
+            self.name = p.name
+            self.bar = tqdm(total=p.total, initial=0, desc=p.name, unit="B", unit_scale=True, unit_divisor=1024,
+                            file=sys.stderr, dynamic_ncols=True, miniters=1)
+            self.bar.update(p.done)
+            return
+        self.bar.update(p.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = self.name = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
         return False

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .download import sha256_file
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 LOCK_NAME = "vqclip.lock.json"
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .bench import BENCH_CONFIGS, QUALITY_MIN, SMOKE
-from .errors import ConfigError, first_line
+from .quality import QUALITY_MIN
+from .setup import BENCH_CONFIGS, SMOKE
+from ..errors import ConfigError, first_line
 
 def fmt_seconds(v: float) -> str:
     return f"{v * 1e3:.3g} ms" if v < 0.1 else f"{v:.3g} s"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .errors import DownloadError, UsageError
+from ..errors import DownloadError, UsageError
 
 CHUNK = 1 << 20
 USER_AGENT = "vqclip (+https://github.com/vqclip)"

@@ -1,7 +1,8 @@
 """Known models: VQGAN checkpoints by name, CLIP aliases, and where their files live on disk.
 
 Built-in VQGANs and their download sources are data (`vqgan_models.json`); a user's own VQGANs are recorded
-by `vqclip models add` in `vqclip.models.json` inside the checkpoints dir and resolve by name the same way.
+by `vqclip models add` in `vqclip.models.json` inside the checkpoints dir and are located by name the same way.
+Nothing here downloads or hashes: `vqclip.store.hub.resolve_vqgan` does that, once per run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError, ModelFilesMissing, UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 USER_MODELS_NAME = "vqclip.models.json"
 
@@ -58,13 +59,14 @@ DEFAULT_CLIP_TAGS = {"ViT-B-32-quickgelu": "openai"}
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    """The source checkout (vqclip/store/registry.py is three levels down), or site-packages in a wheel."""
+    return Path(__file__).resolve().parents[2]
 
 
 def bundled_dir() -> Path:
     """The toy models: checkpoints/toy in a source checkout, vqclip/_toy in a wheel."""
     src = project_root() / "checkpoints" / "toy"
-    return src if src.is_dir() else Path(__file__).resolve().parent / "_toy"
+    return src if src.is_dir() else Path(__file__).resolve().parents[1] / "_toy"
 
 
 def checkpoints_dir(override: Optional[str] = None) -> Path:
@@ -104,50 +106,45 @@ def user_models(ckpt_dir: Optional[str] = None) -> dict[str, UserModel]:
         raise ConfigError(f"{p} is not a vqclip user model list ({e}); fix or delete it") from None
 
 
-def resolve_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str] = None) -> tuple[Path, Path, str]:
-    """A registry name, a user model name or a taming yaml -> (yaml path, ckpt path, display name).
+@dataclass(frozen=True)
+class Located:
+    """Where the files of a VQGAN spec are; `kind` says what the name was and so how its files are trusted."""
 
-    Missing files are an error. Files of named models are checked against the lock file (trust on first use).
-    """
+    name: str
+    config: Path
+    ckpt: Path
+    kind: str  # "registry" (locked, downloadable), "bundled", "user" (locked), or "path" (the user's own files)
+    hint: str  # what to do when a file is missing
+
+    @property
+    def missing(self) -> list[Path]:
+        return [p for p in (self.config, self.ckpt) if not p.is_file()]
+
+    @property
+    def locked(self) -> bool:
+        """Named models are checked against the lock file; paths given directly and bundled files are not."""
+        return self.kind in ("registry", "user")
+
+
+def locate_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str] = None) -> Located:
+    """A registry name, a user model name or a taming yaml -> where its yaml and checkpoint are (or would be)."""
     base = checkpoints_dir(ckpt_dir)
+    override = Path(ckpt).expanduser() if ckpt else None
     if spec.endswith((".yaml", ".yml")) or os.sep in spec or "/" in spec:
         config = Path(spec).expanduser()
-        weights = Path(ckpt).expanduser() if ckpt else config.with_suffix(".ckpt")
-        name = config.stem
         hint = "pass --vqgan-ckpt PATH" if not ckpt else "check the path"
-    elif spec in VQGAN_MODELS:
+        return Located(config.stem, config, override or config.with_suffix(".ckpt"), "path", hint)
+    if spec in VQGAN_MODELS:
         entry = VQGAN_MODELS[spec]
         folder = bundled_dir() if entry.bundled else base
-        config = folder / entry.files[0]
-        weights = Path(ckpt).expanduser() if ckpt else folder / entry.files[1]
-        name = spec
-        hint = f"run `vqclip models download {spec}`, or put them there yourself"
-    elif spec in (users := user_models(ckpt_dir)):
-        config, weights, name = users[spec].config, users[spec].ckpt, spec
-        weights = Path(ckpt).expanduser() if ckpt else weights
-        hint = f"it was added with `vqclip models add {spec}`; add it again with the files' new paths"
-    else:
-        raise UnknownNameError("VQGAN model", spec, [*VQGAN_MODELS, *user_models(ckpt_dir)])
-    missing = [str(p) for p in (config, weights) if not p.is_file()]
-    if missing:
-        raise ModelFilesMissing(f"VQGAN {name}: missing {' and '.join(missing)}; {hint}")
-    bundled = spec in VQGAN_MODELS and VQGAN_MODELS[spec].bundled
-    if name == spec and not ckpt and not bundled:
-        weights = _verify(spec, config, weights, base)
-    return config, weights, name
-
-
-def _verify(name: str, config: Path, weights: Path, base: Path) -> Path:
-    """Check both files against the lock; the weights to load: the safetensors cache of the ckpt when made."""
-    from .integrity import cached_weights, verify
-
-    entry = VQGAN_MODELS.get(name)
-    hint = f" and run `vqclip models download {name}`" if entry else " or add the model again"
-    digests = {}
-    for kind, path in (("yaml", config), ("ckpt", weights)):
-        source = entry.sources.get(kind) if entry else None
-        digests[kind] = verify(path, base, source.sha256 if source else None, hint=hint)
-    return cached_weights(base, digests["ckpt"]) or weights
+        kind = "bundled" if entry.bundled else "registry" if not ckpt else "path"
+        return Located(spec, folder / entry.files[0], override or folder / entry.files[1], kind,
+                       f"run `vqclip models download {spec}`, or put them there yourself")
+    users = user_models(ckpt_dir)
+    if spec in users:
+        return Located(spec, users[spec].config, override or users[spec].ckpt, "user" if not ckpt else "path",
+                       f"it was added with `vqclip models add {spec}`; add it again with the files' new paths")
+    raise UnknownNameError("VQGAN model", spec, [*VQGAN_MODELS, *users])
 
 
 def resolve_clip(spec: str) -> str:

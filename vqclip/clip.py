@@ -1,0 +1,231 @@
+"""CLIP through open_clip behind one small wrapper that travels with its preprocessing. Every open_clip quirk
+lives here.
+
+- open_clip is imported lazily, so offline mode (HF_HUB_OFFLINE) is set before huggingface_hub loads: otherwise
+  an offline `pretrained='openai'` retries the network for ~47 s.
+- The model's input size and mean/std are read from the model (or, in older open_clip, its transforms) once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNameError, UsageError, first_line
+from .offline import is_offline
+
+__all__ = ["ClipRef", "ClipSpec", "Perceptor", "check_clip", "download_clip", "load_clip", "meta_clip", "parse_clip_spec"]
+
+
+class Perceptor(nn.Module):
+    """A CLIP model with its own input size and normalisation; takes images in [0, 1]."""
+
+    def __init__(self, model: nn.Module, tokenizer, mean: Sequence[float], std: Sequence[float], name: str):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        size = model.visual.image_size
+        self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] in [0, 1] at the model's input size -> embeddings [N, D] (not normalised)."""
+        return self.model.encode_image((images - self.mean) / self.std)
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(texts)).to(self.mean.device)
+        return self.model.encode_text(tokens).float()
+
+    def count_tokens(self, text: str) -> int:
+        """Number of BPE tokens (with start/end) the text needs; CLIP truncates past its context length."""
+        encode = getattr(self.tokenizer, "encode", None)
+        return len(encode(text)) + 2 if encode else 0
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model, "context_length", 77))
+
+    @property
+    def logit_scale(self) -> float:
+        """The learned temperature CLIP multiplies cosine similarities by before a softmax (100 for OpenAI's)."""
+        scale = getattr(self.model, "logit_scale", None)
+        # capped at 100 as CLIP's training caps it; a checkpoint may hold a larger raw value
+        return min(float(scale.exp()), 100.0) if scale is not None else 100.0
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """A parsed CLIP spec: an open_clip model name plus a pretrained tag, a weights file, or nothing."""
+
+    model: str
+    pretrained: Optional[str] = None  # tag, file path, or None for a local-dir model
+    random: bool = False  # random weights: benchmarks only
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.pretrained}" if self.pretrained else self.model
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """A checked CLIP spec: the model open_clip builds and the weights it reads (a tag, a file or none).
+
+    `check_clip` makes one without loading anything; `load_clip` and `meta_clip` take it as it is, so a run
+    checks each CLIP once.
+    """
+
+    spec: ClipSpec
+    pretrained: Optional[str]
+
+    def __str__(self) -> str:
+        return str(self.spec)
+
+
+def _looks_like_path(s: str) -> bool:
+    return "/" in s or "\\" in s or s.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def parse_clip_spec(spec: str) -> ClipSpec:
+    """NAME, NAME:TAG, NAME:/path/to/weights, local-dir:DIR or NAME:random."""
+    spec = spec.strip()
+    if not spec:
+        raise UsageError("empty CLIP spec; use e.g. ViT-B-32-quickgelu:openai")
+    if spec.startswith(("local-dir:", "hf-hub:")):
+        return ClipSpec(spec)
+    name, sep, rest = spec.partition(":")
+    if not sep:
+        return ClipSpec(name)
+    if rest == "random":
+        return ClipSpec(name, None, random=True)
+    return ClipSpec(name, rest)
+
+
+def _open_clip():
+    if is_offline():
+        # must be set before huggingface_hub is first imported, or it retries the network for ~47 s
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if "huggingface_hub" in sys.modules:  # imported already: it read the variable then, so tell it now
+            sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+    import open_clip
+
+    return open_clip
+
+
+def register_clip_architectures(folder: str | os.PathLike) -> None:
+    """Make open_clip model configs (*.json) in folder loadable by name, e.g. as `NAME:random`."""
+    _open_clip().add_model_config(Path(folder))
+
+
+def check_clip(spec: str | ClipSpec | ClipRef) -> ClipRef:
+    """Check a CLIP spec without loading weights: a known name and tag, or files that exist."""
+    if isinstance(spec, ClipRef):
+        return spec
+    cs = parse_clip_spec(spec) if isinstance(spec, str) else spec
+    name = cs.model
+    if name.startswith("local-dir:"):
+        d = Path(name.split(":", 1)[1])
+        if not (d / "open_clip_config.json").is_file():
+            raise ModelFilesMissing(f"CLIP folder {d} has no open_clip_config.json; "
+                                    f"it needs open_clip_config.json and the weights beside it")
+        return ClipRef(cs, cs.pretrained)
+    open_clip = _open_clip()
+    if name not in open_clip.list_models():
+        raise UnknownNameError("CLIP model", name, open_clip.list_models())
+    pretrained = cs.pretrained
+    if pretrained is None and not cs.random and not name.startswith(("local-dir:", "hf-hub:")):
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        pretrained = "openai" if "openai" in tags else (tags[0] if tags else None)
+    if pretrained and _looks_like_path(pretrained) and not Path(pretrained).is_file():
+        raise ModelFilesMissing(f"CLIP weights file {pretrained} does not exist")
+    if pretrained and not _looks_like_path(pretrained):
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise UnknownNameError(f"pretrained tag for {name}", pretrained, tags)
+    return ClipRef(cs, pretrained)
+
+
+def load_clip(spec: str | ClipSpec | ClipRef, device: torch.device | str = "cpu",
+              cache_dir: Optional[str] = None) -> Perceptor:
+    """Load a CLIP model through open_clip (its registry, tags and cache), frozen, with its mean/std."""
+    ref = check_clip(spec)
+    cs, pretrained = ref.spec, ref.pretrained
+    open_clip = _open_clip()
+    name = cs.model
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device="cpu", cache_dir=cache_dir, load_weights=not cs.random)
+    except (RuntimeError, FileNotFoundError, OSError) as e:
+        why = "offline mode forbids downloading them" if is_offline() else first_line(e)
+        raise ModelFilesMissing(
+            f"CLIP weights for {cs} are not in {cache_dir or 'the default cache'} ({why}); provide "
+            f"{clip_weights_source(open_clip, name, pretrained)}: run `vqclip models download clip:{cs}` on a "
+            f"machine with internet, or pass --clip {name}:/path/to/that/file") from None
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"CLIP {cs} could not be built from its files ({first_line(e)})") from None
+    mean, std = _preprocess_mean_std(model, preprocess)
+    tokenizer = open_clip.get_tokenizer(name)
+    perceptor = Perceptor(model, tokenizer, mean, std, str(cs))
+    return perceptor.eval().requires_grad_(False).to(device)
+
+
+def meta_clip(spec: str | ClipSpec | ClipRef) -> Perceptor:
+    """The CLIP model of spec built on the `meta` device (shapes only, no weights read, no memory used), for
+    memory estimates. Raises the same errors as `check_clip` for an unknown name."""
+    cs = check_clip(spec).spec
+    open_clip = _open_clip()
+    logger = logging.getLogger()  # open_clip warns on the root logger that no pretrained weights were loaded
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(cs.model, pretrained=None, load_weights=False, device="meta")
+    finally:
+        logger.setLevel(level)
+    return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(cs)).requires_grad_(False).to("meta")
+
+
+def clip_weights_source(open_clip, name: str, tag: Optional[str]) -> str:
+    """The file open_clip fetches for name:tag, and where from (for messages that say what to provide)."""
+    cfg = open_clip.get_pretrained_cfg(name, tag) if tag and not _looks_like_path(tag) else {}
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        return f"{filename or 'open_clip_pytorch_model.bin'} from https://huggingface.co/{repo}"
+    return cfg.get("url") or f"the weights file of {name}"
+
+
+def download_clip(spec: str | ClipSpec, cache_dir: Optional[str] = None) -> Path:
+    """Fetch an open_clip NAME:TAG into cache_dir through open_clip's own download (its sources and checks)."""
+    cs = parse_clip_spec(spec) if isinstance(spec, str) else spec
+    if cs.random or not cs.pretrained or _looks_like_path(cs.pretrained) or cs.model.startswith(("local-dir:",)):
+        raise UsageError(f"{cs} names no weights to download; use NAME:TAG, e.g. ViT-B-32-quickgelu:openai")
+    if is_offline():
+        raise ModelFilesMissing(f"offline mode forbids downloading CLIP {cs}; unset VQCLIP_OFFLINE/--offline")
+    open_clip = _open_clip()
+    if cs.model not in open_clip.list_models():
+        raise UnknownNameError("CLIP model", cs.model, open_clip.list_models())
+    tags = open_clip.list_pretrained_tags_by_model(cs.model)
+    if cs.pretrained not in tags:
+        raise UnknownNameError(f"pretrained tag for {cs.model}", cs.pretrained, tags)
+    try:
+        path = open_clip.download_pretrained(open_clip.get_pretrained_cfg(cs.model, cs.pretrained), cache_dir=cache_dir)
+    except (RuntimeError, FileNotFoundError, OSError) as e:
+        raise DownloadError(f"could not download CLIP {cs} ({first_line(e)}); try again later") from None
+    return Path(path)
+
+
+def _preprocess_mean_std(model, preprocess):
+    visual = getattr(model, "visual", None)
+    mean = getattr(visual, "image_mean", None)
+    std = getattr(visual, "image_std", None)
+    if mean is None or std is None:  # older open_clip: read them from the Normalize transform
+        norm = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
+        mean, std = norm.mean, norm.std
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)

@@ -1,0 +1,225 @@
+"""The one way a run is assembled: `prepare_run` turns a Config into a Run every entry point steps the same way.
+
+generate, batch, animate, the Python API and the benchmark's memory check all go through it, in this order:
+1. resolve the model files: download a missing registry VQGAN when allowed (not offline), verify each file once;
+2. check the plan: everything that needs no weights (prompts, images, CLIP names, the size);
+3. pick the device; 4. refuse an output folder that cannot be written;
+5. estimate the memory and refuse a run that cannot fit, suggesting a size that does;
+6. load the models (or reuse them: `ModelCache`); 7. switch them to the device's fast path.
+`Run.steps()` then yields the loop's Steps, with an out-of-memory failure turned into the same one-line advice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import torch
+
+from . import fastpath
+from .clip import Perceptor, load_clip
+from .config import Config, with_seed
+from .device import pick_device
+from .errors import ConfigError
+from .images import load_image
+from .memory import Workload, check_memory, oom_advice
+from .optimize import Guide, LoopSettings, Step, optimize, random_latent
+from .outputs import check_writable
+from .plan import Plan, check
+from .prompts import Prompt, PromptLoss
+from .store import ProgressFn, VQGANFiles, cache_loaded, checkpoints_dir, resolve_vqgan
+from .vqgan import VQGAN, load_vqgan
+from .writer import Layout, RunResult, RunWriter, write_steps
+
+__all__ = ["ModelCache", "Models", "Run", "VQGANFinder", "embed_prompts", "generate", "load_models", "make_guides",
+           "plan_run", "prepare_run", "run", "run_image", "settings"]
+
+log = logging.getLogger("vqclip")
+
+
+@dataclass
+class Models:
+    vqgan: VQGAN
+    perceptors: list[Perceptor]
+    vqgan_name: str = ""
+
+
+def load_models(plan: Plan, device: torch.device, cache_dir: Optional[str] = None) -> Models:
+    """The plan's VQGAN and CLIPs on device, frozen; CLIP first, so a missing CLIP fails before a ~1 GB VQGAN load."""
+    clip_cache = str(checkpoints_dir(cache_dir) / "clip")
+    perceptors = [load_clip(ref, device, cache_dir=clip_cache) for ref in plan.clips]
+    vqgan = load_vqgan(plan.vqgan.config, plan.vqgan.weights, "cpu", name=plan.vqgan.name, spec=plan.vqgan_spec)
+    cache_loaded(plan.vqgan, vqgan)
+    return Models(vqgan.to(device), perceptors, plan.vqgan.name)
+
+
+class ModelCache:
+    """Keeps the models of the last plan loaded: runs that share model files (a batch's groups, a notebook's
+    calls) load them once. A plan with other files frees the old models before loading its own."""
+
+    def __init__(self, models: Optional[Models] = None, plan: Optional[Plan] = None,
+                 device: Optional[torch.device] = None):
+        self.models = models
+        self.key = self._key(plan, device) if models is not None and plan is not None else None
+
+    @staticmethod
+    def _key(plan: Plan, device: Optional[torch.device]) -> tuple:
+        return plan.vqgan.config, plan.vqgan.weights, tuple(plan.clip_specs), str(device)
+
+    def get(self, plan: Plan, device: torch.device, cache_dir: Optional[str] = None) -> Models:
+        key = self._key(plan, device)
+        if key != self.key:
+            self.models = None  # free the previous models before loading the next
+            self.models = load_models(plan, device, cache_dir)
+            self.key = key
+        return self.models
+
+
+class VQGANFinder:
+    """Resolves each config's VQGAN files once per distinct model (a batch's thousand jobs verify a file once),
+    downloading a missing registry model when `download` and not offline."""
+
+    def __init__(self, download: bool = True, mirror: Optional[str] = None, on_progress: Optional[ProgressFn] = None):
+        self.download, self.mirror, self.on_progress = download, mirror, on_progress
+        self.found: dict[tuple, VQGANFiles] = {}
+
+    def __call__(self, cfg: Config) -> VQGANFiles:
+        m = cfg.model
+        key = (m.vqgan, m.vqgan_ckpt, m.checkpoints_dir)
+        if key not in self.found:
+            self.found[key] = resolve_vqgan(*key, download=self.download, mirror=self.mirror,
+                                            on_progress=self.on_progress)
+        return self.found[key]
+
+
+def embed_prompts(perceptor: Perceptor, prompts: Sequence[Prompt],
+                  image_prompts: Sequence[tuple[Path, float]] = ()) -> list[PromptLoss]:
+    """Text and image prompts -> PromptLoss modules on the perceptor's device."""
+    losses = []
+    for p in prompts:
+        n = perceptor.count_tokens(p.text)
+        if n > perceptor.context_length:
+            log.warning(f"prompt {p.text[:40]!r}... has {n} tokens; CLIP reads only the first "
+                        f"{perceptor.context_length}, the rest is ignored")
+        losses.append(PromptLoss(perceptor.encode_text([p.text])[0], p.weight, p.stop))
+    for path, weight in image_prompts:
+        size = perceptor.input_size
+        image = load_image(path, (size, size)).to(perceptor.mean.device)
+        with torch.no_grad():  # the image and its mirror: a little robustness for one extra forward
+            embed = perceptor.encode_image(torch.cat([image, image.flip(3)])).float().mean(0)
+        losses.append(PromptLoss(embed, weight))
+    return losses
+
+
+def settings(cfg: Config, device: Optional[torch.device] = None) -> LoopSettings:
+    """The loop's settings; with a device, the fast path is resolved for it (without, the fp32 reference)."""
+    fast = fastpath.resolve(cfg.speed, device, cfg.width, cfg.height) if device is not None else fastpath.REFERENCE
+    return LoopSettings(fast=fast, steps=cfg.steps, lr=cfg.optim.lr, optimizer=cfg.optim.name,
+                        weight_decay=cfg.optim.weight_decay, cutn=cfg.cutouts.cutn, cut_pow=cfg.cutouts.cut_pow,
+                        augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight)
+
+
+def make_guides(plan: Plan, models: Models, prompts: Sequence[Sequence[Prompt]]) -> list[Guide]:
+    """One Guide per CLIP model, scoring image b against prompts[b] and the plan's image prompts."""
+    return [Guide(p, [embed_prompts(p, ps, plan.image_prompts) for ps in prompts]) for p in models.perceptors]
+
+
+def plan_run(cfg: Config, unit: str = "step", need_prompt: bool = True,
+             finder: Optional[Callable[[Config], VQGANFiles]] = None) -> Plan:
+    """Steps 1-2: the config's seed drawn, its model files resolved (see VQGANFinder), its plan checked. The size
+    actually used is written back into cfg, so it is what every output records."""
+    with_seed(cfg)
+    plan = check(cfg, need_prompt, unit, resolver=finder or VQGANFinder())
+    cfg.width, cfg.height = plan.width, plan.height
+    return plan
+
+
+@dataclass
+class Run:
+    """A prepared run (see prepare_run): the config, its checked plan, the device, the memory workload, and, once
+    loaded, the models and the loop's settings on the device's fast path."""
+
+    cfg: Config
+    plan: Plan
+    device: torch.device
+    work: Workload
+    models: Optional[Models] = None
+    settings: Optional[LoopSettings] = field(default=None, repr=False)
+
+    def load(self, models: Optional[Models | ModelCache] = None) -> "Run":
+        """Steps 6-7: load (or reuse) the models and switch them to the device's fast path."""
+        if isinstance(models, ModelCache):
+            models = models.get(self.plan, self.device, self.cfg.model.checkpoints_dir)
+        self.models = models or load_models(self.plan, self.device, self.cfg.model.checkpoints_dir)
+        self.settings = settings(self.cfg, self.device)
+        fastpath.prepare(self.models.vqgan, self.models.perceptors, self.settings.fast)
+        return self
+
+    def steps(self, prompts: Optional[Sequence[Sequence[Prompt]]] = None,
+              seeds: Optional[Sequence[int]] = None) -> Iterator[Step]:
+        """The loop's Steps: image b for prompts[b] from seeds[b] (default: the plan's prompts, the config's seed).
+
+        A story in the plan switches every image to the story's later prompts at their steps.
+        """
+        if self.models is None:
+            raise RuntimeError("Run.steps() needs loaded models: call Run.load() (prepare_run does)")
+        prompts = [self.plan.prompts] if prompts is None else prompts
+        seeds = [self.cfg.seed] if seeds is None else seeds
+        if len(prompts) != len(seeds):
+            raise ConfigError("one seed per image is needed")
+        with oom_advice(self.work):
+            yield from _loop(self, prompts, seeds)
+
+
+def _loop(run: Run, prompts: Sequence[Sequence[Prompt]], seeds: Sequence[int]) -> Iterator[Step]:
+    plan, models, device = run.plan, run.models, run.device
+    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    guides = make_guides(plan, models, prompts)
+    schedule = {step: make_guides(plan, models, [ps] * len(seeds)) for step, ps in plan.story}
+    if run.cfg.init_image:
+        image = load_image(run.cfg.init_image, (plan.width, plan.height)).to(device)
+        z = models.vqgan.encode(image * 2 - 1).expand(len(seeds), -1, -1, -1).contiguous()
+    else:
+        z = random_latent(models.vqgan, plan.height, plan.width, generators)
+    yield from optimize(models.vqgan, guides, z, run.settings, generators, schedule=schedule)
+
+
+def prepare_run(cfg: Config, plan: Optional[Plan] = None, *, device: Optional[torch.device] = None, batch: int = 1,
+                unit: str = "step", need_prompt: bool = True, outputs: bool = True, load: bool = True,
+                models: Optional[Models | ModelCache] = None,
+                finder: Optional[Callable[[Config], VQGANFiles]] = None) -> Run:
+    """Steps 1-7 (see the module's docstring): a Run ready to step, or, with load=False, checked up to the memory.
+
+    `plan` skips steps 1-2 when the caller planned already (a batch plans every job first); `outputs=False` for
+    runs that write no files (the Python API's `generate`); `batch` images are stepped together.
+    """
+    plan = plan or plan_run(cfg, unit, need_prompt, finder)
+    device = device or pick_device(cfg.device)
+    if outputs:
+        check_writable(cfg.output.dir)
+    work = Workload.of(plan, cfg, device, batch)
+    check_memory(work)
+    run = Run(cfg, plan, device, work)
+    return run.load(models) if load else run
+
+
+def generate(cfg: Config, models: Optional[Models | ModelCache] = None,
+             device: Optional[torch.device] = None) -> Iterator[Step]:
+    """The Python API: yield the Steps of one image for cfg; nothing is written (models load when not given)."""
+    yield from prepare_run(cfg, device=device, models=models, outputs=False).steps()
+
+
+def run_image(run: Run, on_step: Optional[Callable[[Step], None]] = None) -> RunResult:
+    """Step a prepared run of one image into its folder: frames, final.png and the video (see vqclip.writer)."""
+    from .provenance import run_name
+
+    writer = RunWriter(run.cfg, run.plan, Path(run.cfg.output.dir), run_name(run.cfg), Layout.still(run.cfg))
+    return write_steps(run.steps(), [writer], on_step)[0]
+
+
+def run(cfg: Config, models: Optional[Models | ModelCache] = None, device: Optional[torch.device] = None,
+        on_step: Optional[Callable[[Step], None]] = None) -> RunResult:
+    """The Python API: generate one image for cfg and write its outputs; returns where they went."""
+    return run_image(prepare_run(cfg, device=device, models=models), on_step)

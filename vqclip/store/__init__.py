@@ -1,0 +1,16 @@
+"""The model store: which models exist (registry), getting their files (download), trusting them (integrity).
+
+This is the API the rest of vqclip uses; the modules behind it are `registry`, `download`, `integrity` and `hub`.
+"""
+
+from .download import Progress, ProgressFn
+from .hub import (USUAL_CLIPS, ModelRow, VQGANFiles, add_vqgan, cache_loaded, convert_to_safetensors, download_clip,
+                  download_vqgan, list_models, resolve_vqgan)
+from .registry import (VQGAN_MODELS, Located, UserModel, bundled_dir, checkpoints_dir, locate_vqgan, resolve_clip,
+                       user_models)
+
+__all__ = [
+    "USUAL_CLIPS", "VQGAN_MODELS", "Located", "ModelRow", "Progress", "ProgressFn", "UserModel", "VQGANFiles",
+    "add_vqgan", "bundled_dir", "cache_loaded", "checkpoints_dir", "convert_to_safetensors", "download_clip", "download_vqgan",
+    "list_models", "locate_vqgan", "resolve_clip", "resolve_vqgan", "user_models",
+]
