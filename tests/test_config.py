@@ -50,3 +50,13 @@ def test_shipped_presets_load():
     assert names, "configs/ has presets"
     for name in names:
         assert isinstance(resolve([name]), Config)
+
+
+def test_variant_tables_carry_exactly_the_names_config_offers():
+    """config validates names without importing the loop; the loop's tables must match those names."""
+    from vqclip.choices import AUGMENT_NAMES, OPTIMIZER_NAMES
+    from vqclip.cutouts import AUGMENTS
+    from vqclip.optimize import OPTIMIZERS
+
+    assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
+    assert set(AUGMENTS) == set(AUGMENT_NAMES)

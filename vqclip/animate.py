@@ -17,7 +17,8 @@ from typing import Callable, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .config import AnimationConfig, check_motion
+from .config import AnimationConfig
+from .validate import check_motion
 from .errors import ConfigError
 from .images import load_image
 from .memory import oom_advice

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
 from .jobs import Job

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
-from . import __version__, story
+from . import story
+from .version import __version__
 from .config import Config, resolve, to_yaml
 from .errors import UsageError
 from .outputs import read_png_metadata, slugify

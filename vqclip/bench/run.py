@@ -16,8 +16,9 @@ from typing import Callable, Optional
 
 import torch
 
-from .. import __version__
-from ..config import SpeedConfig, validate_speed
+from ..version import __version__
+from ..config import SpeedConfig
+from ..validate import validate_speed
 from ..errors import ConfigError
 from ..runner import prepare_run, settings
 from .measure import StepTimer, _sync, count_flops, peak_memory, percentile

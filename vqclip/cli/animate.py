@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from ..animate import run_animation
 from ..errors import UsageError
@@ -13,8 +12,18 @@ from ..provenance import config_for
 from ..runner import VQGANFinder, prepare_run
 from ..writer import Interrupted
 from . import options as o
-from .common import CheckpointsDir, Debug, Mirror, Offline, Presets, Sets, app, command, set_offline, \
-    sigterm_as_interrupt
+from .common import (
+    CheckpointsDir,
+    Debug,
+    Mirror,
+    Offline,
+    Presets,
+    Sets,
+    app,
+    command,
+    set_offline,
+    sigterm_as_interrupt,
+)
 from .progress import DownloadBar, StepBar
 
 

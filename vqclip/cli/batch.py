@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from ..batch import check_batch, default_batch_size, plan_jobs, run_batch
 from ..device import pick_device
@@ -16,8 +15,18 @@ from ..provenance import config_for
 from ..runner import VQGANFinder
 from ..shard import close_shard, init_shard, rank_device
 from . import options as o
-from .common import CheckpointsDir, Debug, Mirror, Offline, Presets, Sets, app, command, set_offline, \
-    sigterm_as_interrupt
+from .common import (
+    CheckpointsDir,
+    Debug,
+    Mirror,
+    Offline,
+    Presets,
+    Sets,
+    app,
+    command,
+    set_offline,
+    sigterm_as_interrupt,
+)
 from .progress import DownloadBar, StepBar
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from tqdm.auto import tqdm
-from typing_extensions import Annotated
 
 from ..bench import BenchOptions, run_bench, table
 from ..bench.report import load_results, markdown
-from ..config import COMPILE_MODES
+from ..choices import COMPILE_MODES
 from ..device import pick_device
 from ..outputs import write_durably
 from .common import Debug, app, command

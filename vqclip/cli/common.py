@@ -8,10 +8,9 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from ..errors import UsageError, VQClipError
 from ..offline import set_offline  # noqa: F401  (the commands' --offline)
@@ -28,8 +27,19 @@ Mirror = Annotated[Optional[str], typer.Option(
     "--mirror", help="Base URL tried first for model downloads, as <base>/<file name> (env VQCLIP_MIRROR).")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from ..version import __version__
+
+        typer.echo(f"vqclip {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print vqclip's version and exit.")] = None,
+) -> None:
     """Text-to-image generation by VQGAN+CLIP optimisation."""
 
 

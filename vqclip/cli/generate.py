@@ -9,8 +9,18 @@ from ..provenance import config_for
 from ..runner import VQGANFinder, prepare_run, run_image
 from ..writer import Interrupted
 from . import options as o
-from .common import CheckpointsDir, Debug, Mirror, Offline, Presets, Sets, app, command, set_offline, \
-    sigterm_as_interrupt
+from .common import (
+    CheckpointsDir,
+    Debug,
+    Mirror,
+    Offline,
+    Presets,
+    Sets,
+    app,
+    command,
+    set_offline,
+    sigterm_as_interrupt,
+)
 from .progress import DownloadBar, StepBar
 
 

@@ -8,10 +8,9 @@ the config dataclass, not here: an option left out is None and changes nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Annotated, Callable, List, Optional, Tuple
 
 import typer
-from typing_extensions import Annotated
 
 from ..config import AnimationConfig
 from ..story import parse_keyframes
