@@ -163,7 +163,7 @@ def merge_manifests(out: Path) -> Path:
 
 
 def _model_key(p: Planned) -> str:
-    return str(ModelCache._key(p.plan, None))
+    return str(ModelCache.key_of(p.plan, None))
 
 
 def check_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int) -> None:

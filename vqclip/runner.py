@@ -62,14 +62,15 @@ class ModelCache:
     def __init__(self, models: Optional[Models] = None, plan: Optional[Plan] = None,
                  device: Optional[torch.device] = None):
         self.models = models
-        self.key = self._key(plan, device) if models is not None and plan is not None else None
+        self.key = self.key_of(plan, device) if models is not None and plan is not None else None
 
     @staticmethod
-    def _key(plan: Plan, device: Optional[torch.device]) -> tuple:
+    def key_of(plan: Plan, device: Optional[torch.device]) -> tuple:
+        """What names a set of loaded models: the files, the CLIPs and the device."""
         return plan.vqgan.config, plan.vqgan.weights, tuple(plan.clip_specs), str(device)
 
     def get(self, plan: Plan, device: torch.device, cache_dir: Optional[str] = None) -> Models:
-        key = self._key(plan, device)
+        key = self.key_of(plan, device)
         if key != self.key:
             self.models = None  # free the previous models before loading the next
             self.models = load_models(plan, device, cache_dir)
