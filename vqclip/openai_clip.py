@@ -15,11 +15,12 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from .errors import CheckpointError, first_line
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MEAN", "PUBLISHED", "STD", "OpenAIArchive", "by_name", "default_cache_dir", "is_torchscript",
            "read_archive"]
@@ -102,10 +103,11 @@ class _Record:
         self.state = state
 
 
-_DTYPES = {f"{n}Storage": d for n, d in [
-    ("Float", torch.float32), ("Half", torch.float16), ("BFloat16", torch.bfloat16), ("Double", torch.float64),
-    ("Long", torch.int64), ("Int", torch.int32), ("Short", torch.int16), ("Char", torch.int8),
-    ("Byte", torch.uint8), ("Bool", torch.bool)]}
+# the storage classes an archive names -> the dtype of their data (torch is imported only to read an archive,
+# so listing models does not pay for it)
+_STORAGES = {"FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
+             "DoubleStorage": "float64", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
+             "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool"}
 
 
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
@@ -130,8 +132,10 @@ class _ArchiveUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module == "torch._utils" and name == "_rebuild_tensor_v2":
             return _rebuild_tensor
-        if module == "torch" and name in _DTYPES:
-            return _DTYPES[name]
+        if module == "torch" and name in _STORAGES:
+            import torch
+
+            return getattr(torch, _STORAGES[name])
         if module == "collections" and name == "OrderedDict":
             return OrderedDict
         if module == "torch.jit._pickle" and name in _JIT_PICKLE:
@@ -146,6 +150,8 @@ class _ArchiveUnpickler(pickle.Unpickler):
         raise CheckpointError(f"it pickles {module}.{name}, which a CLIP archive never holds")
 
     def persistent_load(self, pid):
+        import torch
+
         kind, dtype, key, _location, numel = pid
         if kind != "storage" or not isinstance(dtype, torch.dtype):
             raise CheckpointError(f"it names an unknown kind of storage {kind!r}")
@@ -158,6 +164,8 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
 
 def _flatten(obj, prefix: str, out: dict) -> None:
+    import torch
+
     state = getattr(obj, "state", None)
     if not isinstance(state, dict):
         return
