@@ -140,7 +140,7 @@ def register_clip_architectures(folder: str | os.PathLike) -> None:
     _open_clip().add_model_config(Path(folder))
 
 
-def _check_local_dir(cs: ClipSpec) -> ClipRef:
+def _check_local_dir(cs: ClipSpec, ckpt_dir: Optional[str]) -> ClipRef:
     d = Path(cs.model.split(":", 1)[1]).expanduser()
     if not (d / "open_clip_config.json").is_file():
         raise ModelFilesMissing(f"CLIP folder {d} has no open_clip_config.json; "
@@ -152,7 +152,7 @@ def _check_local_dir(cs: ClipSpec) -> ClipRef:
         raise ModelFilesMissing(f"CLIP folder {d} has open_clip_config.json but no weights "
                                 f"(open_clip_model.safetensors or open_clip_pytorch_model.bin); put them beside "
                                 f"it, or use --clip local-dir:{d}:random for random weights")
-    return ClipRef(cs, None, check_file(found, cs.model))
+    return ClipRef(cs, None, check_file(found, cs.model, ckpt_dir))
 
 
 def check_clip(spec: str | ClipSpec | ClipRef, ckpt_dir: Optional[str] = None) -> ClipRef:
@@ -166,7 +166,7 @@ def check_clip(spec: str | ClipSpec | ClipRef, ckpt_dir: Optional[str] = None) -
     cs = parse_clip_spec(spec) if isinstance(spec, str) else spec
     name = cs.model
     if name.startswith("local-dir:"):
-        return _check_local_dir(cs)
+        return _check_local_dir(cs, ckpt_dir)
     open_clip = _open_clip()
     if name not in open_clip.list_models():
         raise UnknownNameError("CLIP model", name, open_clip.list_models())

@@ -225,13 +225,14 @@ def list_models(ckpt_dir: Optional[str] = None) -> list[ModelRow]:
         size = m.ckpt.stat().st_size + m.config.stat().st_size if present else None
         rows.append(ModelRow("user", m.name, m.description or "added with models add", size, present, str(m.ckpt)))
     for spec in USUAL_CLIPS:
-        path = _openai_file(spec, base) or _clip_file(spec, base / "clip")
+        openai = _openai_file(spec, base)
+        path = openai or _clip_file(spec, base / "clip")
         resolved = resolve_clip(spec)
         where = resolved.split(":", 1)[1] if resolved.startswith("local-dir:") else str(base / "clip")
         approx = _HF_REPOS.get(spec, (None, None))[1]
         size = path.stat().st_size if path else (int(approx * 1e6) if approx else None)
-        rows.append(ModelRow("clip", spec, "toy CLIP (bundled)" if spec == "toy" else "open_clip", size,
-                             path is not None, str(path) if path else where))
+        what = "toy CLIP (bundled)" if spec == "toy" else "OpenAI's own file" if openai else "open_clip"
+        rows.append(ModelRow("clip", spec, what, size, path is not None, str(path) if path else where))
     return rows
 
 
