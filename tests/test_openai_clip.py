@@ -186,3 +186,24 @@ def test_generate_runs_on_an_openai_archive(openai_archive, published, tiny_args
     result = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--clip", f"{NAME}:{openai_archive}"])
     assert result.exit_code == 0, result.stderr
     assert Path(result.stdout.strip().splitlines()[-1]).is_file()
+
+
+@pytest.mark.parametrize("open_clip_name, arch", [
+    ("ViT-B-32-quickgelu", dict(embed_dim=512, image_size=224, patch_size=32, vision_width=768, vision_layers=12,
+                                text_width=512, text_layers=12)),
+    pytest.param("ViT-L-14-336-quickgelu", dict(embed_dim=768, image_size=336, patch_size=14, vision_width=1024,
+                                                vision_layers=24, text_width=768, text_layers=12),
+                 marks=pytest.mark.slow),
+])
+def test_openais_layout_of_the_real_sizes_is_what_open_clip_builds(open_clip_name, arch):
+    """The state dict OpenAI's ViT archives hold (names and shapes, on the meta device: no memory) loads strictly
+    into the open_clip architecture the table maps it to."""
+    import open_clip
+    from openai_archive import TINY, OpenAICLIP
+
+    with torch.device("meta"):
+        theirs = OpenAICLIP(**{**TINY, **arch}).state_dict()
+    ours = open_clip.create_model(open_clip_name, pretrained=None, load_weights=False, device="meta").state_dict()
+    theirs = {k: tuple(v.shape) for k, v in theirs.items() if k not in ("input_resolution", "context_length",
+                                                                         "vocab_size")}
+    assert theirs == {k: tuple(v.shape) for k, v in ours.items()}
