@@ -207,3 +207,13 @@ def test_openais_layout_of_the_real_sizes_is_what_open_clip_builds(open_clip_nam
     theirs = {k: tuple(v.shape) for k, v in theirs.items() if k not in ("input_resolution", "context_length",
                                                                          "vocab_size")}
     assert theirs == {k: tuple(v.shape) for k, v in ours.items()}
+
+
+def test_tensors_of_a_published_archive_that_are_no_weights_are_left_out(openai_archive, published, monkeypatch):
+    real = openai_clip.read_archive
+    monkeypatch.setattr(openai_clip, "read_archive", lambda p: {k: v for k, v in real(p).items() if k != "visual.proj"})
+    with pytest.raises(UsageError, match="1 weights missing, e.g. visual.proj"):  # fails before anything is cached
+        load_clip(f"{NAME}:{openai_archive}")
+    monkeypatch.setattr(openai_clip, "read_archive",
+                        lambda p: {**real(p), "transformer.resblocks.0.attn_mask": torch.zeros(77, 77)})
+    assert load_clip(f"{NAME}:{openai_archive}").input_size == 32

@@ -146,7 +146,8 @@ def load_weights(model: torch.nn.Module, w: Weights, name: str) -> None:
     if "logit_scale" in state and "logit_scale" in own and state["logit_scale"].ndim != own["logit_scale"].ndim:
         state["logit_scale"] = state["logit_scale"].reshape(own["logit_scale"].shape)
     missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    # an archive pinned by OpenAI's hash may hold tensors that are no weights (a traced mask kept as an attribute)
+    unexpected = [] if w.openai else [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
         what = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}" if wrong else
@@ -154,7 +155,7 @@ def load_weights(model: torch.nn.Module, w: Weights, name: str) -> None:
                 f"{len(unexpected)} unknown weights, e.g. {unexpected[0]}")
         raise UsageError(f"CLIP weights {w.source} do not fit {name} ({what}); they are another architecture: "
                          f"pass the model name they were trained as, NAME:{w.source}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict({k: state[k] for k in own}, strict=True)
     if w.cache_dir is not None:
         _cache(w, {k: state[k] for k in own})
 
