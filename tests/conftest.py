@@ -2,7 +2,6 @@ import os
 
 import pytest
 import torch
-
 from tiny import write_clip, write_vqgan
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach for the network
@@ -19,6 +18,35 @@ def tiny_models(tmp_path_factory):
     return {"vqgan": str(config), "ckpt": str(ckpt), "clip": f"local-dir:{clip_dir}", "root": root}
 
 
+@pytest.fixture(scope="session")
+def openai_archive(tmp_path_factory):
+    """A tiny random CLIP saved in openai/CLIP's own format (a TorchScript archive), and the same architecture as
+    an open_clip model config registered under the name `Tiny-OpenAI-quickgelu` (see tests/openai_archive.py)."""
+    import json
+
+    from openai_archive import OPEN_CLIP_CONFIG, write_openai_clip
+
+    from vqclip.clip import register_clip_architectures
+
+    root = tmp_path_factory.mktemp("openai")
+    (root / "configs").mkdir()
+    (root / "configs" / "Tiny-OpenAI-quickgelu.json").write_text(json.dumps(OPEN_CLIP_CONFIG))
+    register_clip_architectures(root / "configs")
+    return write_openai_clip(root / "Tiny-8.pt")
+
+
+@pytest.fixture
+def published(openai_archive, monkeypatch):
+    """The tiny archive's SHA-256 on vqclip's list of OpenAI's published archives, as the real ones are."""
+    from vqclip import openai_clip
+    from vqclip.store.download import sha256_file
+
+    digest = sha256_file(openai_archive)
+    monkeypatch.setitem(openai_clip.PUBLISHED, digest,
+                        openai_clip.OpenAIArchive("Tiny/8", openai_archive.name, "Tiny-OpenAI-quickgelu"))
+    return digest
+
+
 @pytest.fixture
 def tiny_args(tiny_models, tmp_path):
     """CLI arguments that run generate on the tiny models, writing under tmp_path."""
@@ -30,6 +58,7 @@ def tiny_args(tiny_models, tmp_path):
 def _isolated(monkeypatch, tmp_path):
     """Every user path points into a tmp dir."""
     monkeypatch.setenv("VQCLIP_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # ~/.cache/clip, where openai/CLIP keeps its downloads
     # --offline sets this for the whole process; monkeypatch removes it again after each test
     monkeypatch.delenv("VQCLIP_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)

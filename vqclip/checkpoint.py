@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import struct
 import warnings
 import zipfile
@@ -51,9 +52,12 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "not an allowed global" in str(e) or "GLOBAL" in str(e):
+            # name what it pickles, not torch's message, whose first lines advise how to load the file unsafely
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what_global = found.group(1) if found else "a Python object"
             raise CheckpointError(
-                f"{what} {path} was refused: it pickles Python objects beyond tensors "
-                f"({first_line(e)}), and loading it could run arbitrary code; use a trusted file") from None
+                f"{what} {path} was refused: it pickles {what_global}, not only tensors, and loading it could "
+                f"run arbitrary code; use a trusted file") from None
         raise CheckpointError(f"{what} {path} is corrupt or truncated ({first_line(e)}); download it again") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             # random bytes read as pickle opcodes fail in many more ways

@@ -4,6 +4,10 @@ lives here.
 - open_clip is imported lazily, so offline mode (HF_HUB_OFFLINE) is set before huggingface_hub loads: otherwise
   an offline `pretrained='openai'` retries the network for ~47 s.
 - The model's input size and mean/std are read from the model (or, in older open_clip, its transforms) once.
+- open_clip builds the architectures and fetches its tags; weights files (NAME:/path, local-dir:, OpenAI's
+  TorchScript archives) are read by vqclip itself (vqclip.clip_weights), so open_clip's TorchScript loading
+  (`open_clip.openai`, gone from its development branch) is never used. The open_clip names vqclip relies on
+  are the ones `tests/test_clip.py` checks for.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from . import openai_clip
+from .clip_weights import Weights, check_file, find_openai, load_weights, weights_in_dir
 from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNameError, UsageError, first_line
 from .offline import is_offline
 
-__all__ = ["ClipRef", "ClipSpec", "Perceptor", "check_clip", "download_clip", "load_clip", "meta_clip", "parse_clip_spec"]
+__all__ = ["ClipRef", "ClipSpec", "Perceptor", "check_clip", "download_clip", "load_clip", "meta_clip",
+           "parse_clip_spec"]
 
 
 class Perceptor(nn.Module):
@@ -72,22 +79,29 @@ class ClipSpec:
     random: bool = False  # random weights: benchmarks only
 
     def __str__(self) -> str:
-        return f"{self.model}:{self.pretrained}" if self.pretrained else self.model
+        text = f"{self.model}:{self.pretrained}" if self.pretrained else self.model
+        return f"{text}:random" if self.random else text
 
 
 @dataclass(frozen=True)
 class ClipRef:
-    """A checked CLIP spec: the model open_clip builds and the weights it reads (a tag, a file or none).
+    """A checked CLIP spec: the model open_clip builds and the weights it reads (a tag, a checked file or none).
 
     `check_clip` makes one without loading anything; `load_clip` and `meta_clip` take it as it is, so a run
     checks each CLIP once.
     """
 
     spec: ClipSpec
-    pretrained: Optional[str]
+    pretrained: Optional[str]  # an open_clip tag it fetches and loads itself, or the file named in the spec
+    weights: Optional[Weights] = None  # a file vqclip reads itself (paths, local-dir, OpenAI archives)
 
     def __str__(self) -> str:
         return str(self.spec)
+
+    @property
+    def build(self) -> str:
+        """The open_clip architecture to build (an OpenAI archive's is its QuickGELU variant)."""
+        return self.weights.build if self.weights else self.spec.model
 
 
 def _looks_like_path(s: str) -> bool:
@@ -95,12 +109,13 @@ def _looks_like_path(s: str) -> bool:
 
 
 def parse_clip_spec(spec: str) -> ClipSpec:
-    """NAME, NAME:TAG, NAME:/path/to/weights, local-dir:DIR or NAME:random."""
+    """NAME, NAME:TAG, NAME:/path/to/weights, NAME:random, local-dir:DIR or local-dir:DIR:random."""
     spec = spec.strip()
     if not spec:
         raise UsageError("empty CLIP spec; use e.g. ViT-B-32-quickgelu:openai")
     if spec.startswith(("local-dir:", "hf-hub:")):
-        return ClipSpec(spec)
+        random = spec.endswith(":random")
+        return ClipSpec(spec.removesuffix(":random") if random else spec, random=random)
     name, sep, rest = spec.partition(":")
     if not sep:
         return ClipSpec(name)
@@ -125,45 +140,94 @@ def register_clip_architectures(folder: str | os.PathLike) -> None:
     _open_clip().add_model_config(Path(folder))
 
 
-def check_clip(spec: str | ClipSpec | ClipRef) -> ClipRef:
-    """Check a CLIP spec without loading weights: a known name and tag, or files that exist."""
+def _check_local_dir(cs: ClipSpec, ckpt_dir: Optional[str]) -> ClipRef:
+    d = Path(cs.model.split(":", 1)[1]).expanduser()
+    if not (d / "open_clip_config.json").is_file():
+        raise ModelFilesMissing(f"CLIP folder {d} has no open_clip_config.json; "
+                                f"it needs open_clip_config.json and the weights beside it")
+    if cs.random:
+        return ClipRef(cs, None)
+    found = weights_in_dir(d)
+    if found is None:  # open_clip would build it with random weights and only log a warning
+        raise ModelFilesMissing(f"CLIP folder {d} has open_clip_config.json but no weights "
+                                f"(open_clip_model.safetensors or open_clip_pytorch_model.bin); put them beside "
+                                f"it, or use --clip local-dir:{d}:random for random weights")
+    return ClipRef(cs, None, check_file(found, cs.model, ckpt_dir))
+
+
+def check_clip(spec: str | ClipSpec | ClipRef, ckpt_dir: Optional[str] = None) -> ClipRef:
+    """Check a CLIP spec without loading weights: a known name and tag, or files that exist and fit the name.
+
+    An OpenAI archive's hash is checked here (once: the lock keeps it); NAME:openai uses OpenAI's weights already
+    on disk (their cache, an imported archive or ~/.cache/clip) before open_clip's own download.
+    """
     if isinstance(spec, ClipRef):
         return spec
     cs = parse_clip_spec(spec) if isinstance(spec, str) else spec
     name = cs.model
     if name.startswith("local-dir:"):
-        d = Path(name.split(":", 1)[1])
-        if not (d / "open_clip_config.json").is_file():
-            raise ModelFilesMissing(f"CLIP folder {d} has no open_clip_config.json; "
-                                    f"it needs open_clip_config.json and the weights beside it")
-        return ClipRef(cs, cs.pretrained)
+        return _check_local_dir(cs, ckpt_dir)
     open_clip = _open_clip()
     if name not in open_clip.list_models():
         raise UnknownNameError("CLIP model", name, open_clip.list_models())
+    if cs.random:
+        return ClipRef(cs, None)
     pretrained = cs.pretrained
-    if pretrained is None and not cs.random and not name.startswith(("local-dir:", "hf-hub:")):
+    if pretrained is None:
         tags = open_clip.list_pretrained_tags_by_model(name)
         pretrained = "openai" if "openai" in tags else (tags[0] if tags else None)
-    if pretrained and _looks_like_path(pretrained) and not Path(pretrained).is_file():
-        raise ModelFilesMissing(f"CLIP weights file {pretrained} does not exist")
-    if pretrained and not _looks_like_path(pretrained):
+    if pretrained and _looks_like_path(pretrained):
+        if not Path(pretrained).expanduser().is_file():
+            raise ModelFilesMissing(f"CLIP weights file {pretrained} does not exist")
+        return ClipRef(cs, pretrained, check_file(pretrained, name, ckpt_dir))
+    found = find_openai(name, ckpt_dir) if pretrained == "openai" else None
+    if pretrained and found is None:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise UnknownNameError(f"pretrained tag for {name}", pretrained, tags)
-    return ClipRef(cs, pretrained)
+    return ClipRef(cs, pretrained, found)
+
+
+def _quiet_create(open_clip, name: str, **kwargs):
+    """open_clip.create_model without weights, minus its root-logger warning that none were loaded."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return open_clip.create_model(name, pretrained=None, load_weights=False, **kwargs)
+    finally:
+        logger.setLevel(level)
 
 
 def load_clip(spec: str | ClipSpec | ClipRef, device: torch.device | str = "cpu",
-              cache_dir: Optional[str] = None) -> Perceptor:
-    """Load a CLIP model through open_clip (its registry, tags and cache), frozen, with its mean/std."""
-    ref = check_clip(spec)
-    cs, pretrained = ref.spec, ref.pretrained
-    open_clip = _open_clip()
-    name = cs.model
+              cache_dir: Optional[str] = None, ckpt_dir: Optional[str] = None) -> Perceptor:
+    """Load a CLIP model, frozen, with its mean/std: weights files vqclip reads itself (see vqclip.clip_weights),
+    open_clip tags through open_clip's registry, sources and cache (cache_dir)."""
+    ref = check_clip(spec, ckpt_dir)
+    cs, open_clip = ref.spec, _open_clip()
+    if ref.weights is not None or cs.random:
+        model = _quiet_create(open_clip, ref.build, device="cpu")
+        if ref.weights is not None:
+            load_weights(model, ref.weights, cs.model)
+        mean, std = _preprocess_mean_std(model, None)
+    else:
+        model, mean, std = _from_tag(open_clip, ref, cache_dir)
+    if ref.weights is not None and ref.weights.openai:
+        mean, std = openai_clip.MEAN, openai_clip.STD
+    tokenizer = open_clip.get_tokenizer(ref.build)
+    perceptor = Perceptor(model, tokenizer, mean, std, str(cs))
+    return perceptor.eval().requires_grad_(False).to(device)
+
+
+def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
+    """NAME:TAG through open_clip's own download and load; failures named by their cause."""
+    cs, name, pretrained = ref.spec, ref.spec.model, ref.pretrained
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device="cpu", cache_dir=cache_dir, load_weights=not cs.random)
+            name, pretrained=pretrained, device="cpu", cache_dir=cache_dir)
     except (RuntimeError, FileNotFoundError, OSError) as e:
+        if "loading state_dict" in str(e) or "size mismatch" in str(e):
+            raise CheckpointError(f"CLIP {cs}: open_clip's weights do not fit {name} ({first_line(e)})") from None
         why = "offline mode forbids downloading them" if is_offline() else first_line(e)
         raise ModelFilesMissing(
             f"CLIP weights for {cs} are not in {cache_dir or 'the default cache'} ({why}); provide "
@@ -172,23 +236,15 @@ def load_clip(spec: str | ClipSpec | ClipRef, device: torch.device | str = "cpu"
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"CLIP {cs} could not be built from its files ({first_line(e)})") from None
     mean, std = _preprocess_mean_std(model, preprocess)
-    tokenizer = open_clip.get_tokenizer(name)
-    perceptor = Perceptor(model, tokenizer, mean, std, str(cs))
-    return perceptor.eval().requires_grad_(False).to(device)
+    return model, mean, std
 
 
 def meta_clip(spec: str | ClipSpec | ClipRef) -> Perceptor:
     """The CLIP model of spec built on the `meta` device (shapes only, no weights read, no memory used), for
     memory estimates. Raises the same errors as `check_clip` for an unknown name."""
-    cs = check_clip(spec).spec
-    open_clip = _open_clip()
-    logger = logging.getLogger()  # open_clip warns on the root logger that no pretrained weights were loaded
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        model = open_clip.create_model(cs.model, pretrained=None, load_weights=False, device="meta")
-    finally:
-        logger.setLevel(level)
+    ref = check_clip(spec)
+    model = _quiet_create(_open_clip(), ref.build, device="meta")
+    cs = ref.spec
     return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(cs)).requires_grad_(False).to("meta")
 
 
@@ -225,7 +281,9 @@ def _preprocess_mean_std(model, preprocess):
     visual = getattr(model, "visual", None)
     mean = getattr(visual, "image_mean", None)
     std = getattr(visual, "image_std", None)
-    if mean is None or std is None:  # older open_clip: read them from the Normalize transform
+    if (mean is None or std is None) and preprocess is None:  # built without transforms: OpenAI's defaults
+        mean, std = openai_clip.MEAN, openai_clip.STD
+    elif mean is None or std is None:  # older open_clip: read them from the Normalize transform
         norm = next(t for t in preprocess.transforms if type(t).__name__ == "Normalize")
         mean, std = norm.mean, norm.std
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)

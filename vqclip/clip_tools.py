@@ -43,7 +43,8 @@ def default_clip() -> str:
 def open_perceptor(spec: Optional[str] = None, device: str = "auto", checkpoints: Optional[str] = None) -> Perceptor:
     """Load a CLIP by spec or vqclip alias (e.g. `toy`) onto a device, with open_clip's cache in checkpoints/clip."""
     cache = str(checkpoints_dir(checkpoints) / "clip")
-    return load_clip(resolve_clip(spec or default_clip()), pick_device(device), cache_dir=cache)
+    return load_clip(resolve_clip(spec or default_clip()), pick_device(device), cache_dir=cache,
+                     ckpt_dir=checkpoints)
 
 
 def clip_view(path: str | Path, size: int) -> torch.Tensor:

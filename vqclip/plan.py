@@ -79,7 +79,7 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
     if cfg.init_image:
         check_image(cfg.init_image, "init image")
     width, height = _fit_size(cfg.width, cfg.height, spec.factor)
-    clips = [check_clip(resolve_clip(c)) for c in cfg.model.clip]
+    clips = [check_clip(resolve_clip(c), cfg.model.checkpoints_dir) for c in cfg.model.clip]
     return Plan(files, spec, clips, prompts, images, width, height, story, schedule, unit)
 
 

@@ -1,4 +1,4 @@
-"""`vqclip models list|download|add`: see, fetch and register model files."""
+"""`vqclip models list|download|add|import`: see, fetch and register model files."""
 
 from __future__ import annotations
 
@@ -72,3 +72,24 @@ def add(
     """Register your own VQGAN under NAME (it is loaded once to check it, and its hashes are locked)."""
     model = store.add_vqgan(name, config, ckpt, str(checkpoints_dir) if checkpoints_dir else None, description)
     typer.echo(f"added {model.name}: {model.config} + {model.ckpt}; use --vqgan {model.name}")
+
+
+@models_app.command("import")
+@command
+def import_(
+    folder: Annotated[Path, typer.Argument(help="A folder of model files: VQGAN-CLIP/checkpoints, ~/.cache/clip ...")],
+    checkpoints_dir: CheckpointsDir = None,
+    debug: Debug = False,
+):
+    """Use another tool's model files where they are: VQGAN yaml+ckpt pairs and OpenAI CLIP archives (.pt)."""
+    from ..store.importer import import_models
+
+    found = import_models(folder, str(checkpoints_dir) if checkpoints_dir else None)
+    for item in found:
+        files = " + ".join(map(str, item.files))
+        if item.ok:
+            typer.echo(f"imported {files}{f' ({item.why})' if item.why else ''}; use {item.use}")
+        else:
+            typer.echo(f"skipped {files}: {item.why}", err=True)
+    if not all(item.ok for item in found):
+        raise typer.Exit(1)

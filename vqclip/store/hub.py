@@ -17,8 +17,15 @@ from ..errors import ModelFilesMissing, UnknownNameError, UsageError
 from ..offline import is_offline
 from . import integrity
 from .download import ProgressFn, fetch, with_mirror
-from .registry import VQGAN_MODELS, UserModel, bundled_dir, checkpoints_dir, locate_vqgan, resolve_clip, \
-    user_models, user_models_path
+from .registry import (
+    VQGAN_MODELS,
+    UserModel,
+    checkpoints_dir,
+    locate_vqgan,
+    resolve_clip,
+    user_models,
+    user_models_path,
+)
 
 # the CLIP choices `models list` shows; any other open_clip NAME:TAG works too
 USUAL_CLIPS = ["ViT-B-32-quickgelu:openai", "ViT-B-16:openai", "ViT-L-14:openai",
@@ -154,11 +161,14 @@ def download_clip(spec: str, ckpt_dir: Optional[str] = None) -> Path:
 
 
 def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = None, description: str = "",
-              check: bool = True) -> UserModel:
-    """Record a user's VQGAN by name (after loading it once, unless check=False) and lock its files' hashes."""
+              check: bool = True, official: bool = False) -> UserModel:
+    """Record a user's VQGAN by name (after loading it once, unless check=False) and lock its files' hashes.
+
+    official: the files are a built-in model's, found elsewhere (`models import`), and are recorded by its name.
+    """
     from ..vqgan import load_vqgan
 
-    if name in VQGAN_MODELS:
+    if name in VQGAN_MODELS and not (official and not VQGAN_MODELS[name].bundled):
         raise UsageError(f"{name!r} is a built-in VQGAN name; pick another name for your model")
     if not name or "/" in name or os.sep in name or name.endswith((".yaml", ".yml")):
         raise UsageError(f"{name!r} is not a usable model name; use letters, digits, - and _")
@@ -169,7 +179,8 @@ def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = Non
     if check:  # a pair that does not load is refused now, not on the first generate
         load_vqgan(config, ckpt, name=name)
     base = checkpoints_dir(ckpt_dir)
-    digests = [integrity.record(p, base, integrity.sha256_file(p), source="models add")["sha256"]
+    source = "models import" if official else "models add"
+    digests = [integrity.record(p, base, integrity.sha256_file(p), source=source)["sha256"]
                for p in (config, ckpt)]
     if check and ckpt.suffix != ".safetensors":
         convert_to_safetensors(config, ckpt, ckpt_dir, digest=digests[1])
@@ -200,25 +211,28 @@ def list_models(ckpt_dir: Optional[str] = None) -> list[ModelRow]:
     base = checkpoints_dir(ckpt_dir)
     rows = []
     for entry in VQGAN_MODELS.values():
-        folder = bundled_dir() if entry.bundled else base
-        files = [folder / f for f in entry.files]
+        where = locate_vqgan(entry.name, ckpt_dir=ckpt_dir)  # the checkpoints dir's files, or imported ones
+        files = [where.config, where.ckpt]
         present = all(p.is_file() for p in files)
         size = sum(p.stat().st_size for p in files if p.is_file()) if present else \
             (int(entry.size_mb * 1e6) if entry.size_mb else None)
         partial = sum(p.stat().st_size for f in files if (p := f.with_name(f.name + ".partial")).is_file())
         rows.append(ModelRow("vqgan", entry.name, entry.description, size, present, str(files[1]), partial))
     for m in user_models(ckpt_dir).values():
+        if m.name in VQGAN_MODELS:  # an official model's imported files: listed on its own row above
+            continue
         present = m.config.is_file() and m.ckpt.is_file()
         size = m.ckpt.stat().st_size + m.config.stat().st_size if present else None
         rows.append(ModelRow("user", m.name, m.description or "added with models add", size, present, str(m.ckpt)))
     for spec in USUAL_CLIPS:
-        path = _clip_file(spec, base / "clip")
+        openai = _openai_file(spec, base)
+        path = openai or _clip_file(spec, base / "clip")
         resolved = resolve_clip(spec)
         where = resolved.split(":", 1)[1] if resolved.startswith("local-dir:") else str(base / "clip")
         approx = _HF_REPOS.get(spec, (None, None))[1]
         size = path.stat().st_size if path else (int(approx * 1e6) if approx else None)
-        rows.append(ModelRow("clip", spec, "toy CLIP (bundled)" if spec == "toy" else "open_clip", size,
-                             path is not None, str(path) if path else where))
+        what = "toy CLIP (bundled)" if spec == "toy" else "OpenAI's own file" if openai else "open_clip"
+        rows.append(ModelRow("clip", spec, what, size, path is not None, str(path) if path else where))
     return rows
 
 
@@ -235,6 +249,24 @@ def _clip_file(spec: str, cache_dir: Path) -> Optional[Path]:
         for f in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
             if (folder / f).is_file():
                 return (folder / f).resolve()
+    return None
+
+
+def _openai_file(spec: str, base: Path) -> Optional[Path]:
+    """OpenAI's own weights for NAME:openai on disk (their safetensors cache, an imported archive or one in
+    ~/.cache/clip), found without hashing (the first run checks the hash)."""
+    from .. import openai_clip
+
+    name, _, tag = spec.partition(":")
+    if tag != "openai":
+        return None
+    locked = integrity.read_lock(base)
+    for sha, archive in openai_clip.by_name(name):
+        places = [integrity.cache_path(base, sha, "clip"), openai_clip.default_cache_dir() / archive.file]
+        places += [Path(k) for k, e in locked.items() if e.get("sha256") == sha and os.path.isabs(k)]
+        found = next((p for p in places if p.is_file()), None)
+        if found:
+            return found
     return None
 
 

@@ -82,14 +82,14 @@ def verify(path: Path, ckpt_dir: Path, expected: Optional[str] = None, hint: str
     return digest
 
 
-def cache_path(ckpt_dir: Path, ckpt_sha256: str) -> Path:
-    """Where the safetensors conversion of a verified checkpoint lives: named by the checkpoint's hash."""
-    return Path(ckpt_dir) / "cache" / f"vqgan-{ckpt_sha256[:16]}.safetensors"
+def cache_path(ckpt_dir: Path, ckpt_sha256: str, kind: str = "vqgan") -> Path:
+    """Where the safetensors conversion of a verified checkpoint lives: named by its kind and the checkpoint's hash."""
+    return Path(ckpt_dir) / "cache" / f"{kind}-{ckpt_sha256[:16]}.safetensors"
 
 
-def cached_weights(ckpt_dir: Path, ckpt_sha256: str) -> Optional[Path]:
+def cached_weights(ckpt_dir: Path, ckpt_sha256: str, kind: str = "vqgan") -> Optional[Path]:
     """The conversion of that checkpoint if it was made (and is unchanged since), else None."""
-    path = cache_path(ckpt_dir, ckpt_sha256)
+    path = cache_path(ckpt_dir, ckpt_sha256, kind)
     if not path.is_file() or recorded(path, ckpt_dir) is None:
         return None
     verify(path, ckpt_dir, hint=" (it is only a cache: it is made again from the checkpoint)")

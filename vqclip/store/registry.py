@@ -2,6 +2,8 @@
 
 Built-in VQGANs and their download sources are data (`vqgan_models.json`); a user's own VQGANs are recorded
 by `vqclip models add` in `vqclip.models.json` inside the checkpoints dir and are located by name the same way.
+`vqclip models import` records there too where it found an official model's files (used when the checkpoints
+dir has none of its own).
 Nothing here downloads or hashes: `vqclip.store.hub.resolve_vqgan` does that, once per run.
 """
 
@@ -134,17 +136,23 @@ def locate_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str] 
         config = Path(spec).expanduser()
         hint = "pass --vqgan-ckpt PATH" if not ckpt else "check the path"
         return Located(config.stem, config, override or config.with_suffix(".ckpt"), "path", hint)
+    users = user_models(ckpt_dir)
     if spec in VQGAN_MODELS:
         entry = VQGAN_MODELS[spec]
         folder = bundled_dir() if entry.bundled else base
         kind = "bundled" if entry.bundled else "registry" if not ckpt else "path"
-        return Located(spec, folder / entry.files[0], override or folder / entry.files[1], kind,
-                       f"run `vqclip models download {spec}`, or put them there yourself")
-    users = user_models(ckpt_dir)
+        located = Located(spec, folder / entry.files[0], override or folder / entry.files[1], kind,
+                          f"run `vqclip models download {spec}`, or put them there yourself")
+        imported = users.get(spec) if kind == "registry" else None
+        if imported and located.missing:  # `models import` found this official model's files elsewhere
+            return Located(spec, imported.config, imported.ckpt, "user",
+                           f"it was imported from {imported.config.parent} (`vqclip models import`); import the "
+                           f"folder again, or run `vqclip models download {spec}`")
+        return located
     if spec in users:
         return Located(spec, users[spec].config, override or users[spec].ckpt, "user" if not ckpt else "path",
                        f"it was added with `vqclip models add {spec}`; add it again with the files' new paths")
-    raise UnknownNameError("VQGAN model", spec, [*VQGAN_MODELS, *users])
+    raise UnknownNameError("VQGAN model", spec, {*VQGAN_MODELS, *users})
 
 
 def resolve_clip(spec: str) -> str:
