@@ -70,7 +70,8 @@ def write_state(folder: Path, state: LoopState, meta: dict) -> Path:
     folder = Path(folder)
     tensors = {"z": state.z, "z_orig": state.z_orig, **{f"optim.{k}": v for k, v in state.optim.items()},
                **{f"generator.{i}": g for i, g in enumerate(state.generators)}}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    # copies: safetensors refuses tensors that share memory (an animation's z is its z_orig)
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     config_sha = _sha(meta["config"].encode())
     from safetensors.torch import save
 
