@@ -23,8 +23,8 @@ from .version import __version__
 if TYPE_CHECKING:
     from .plan import Plan
 
-__all__ = ["FREE_KEYS", "check_models", "check_state", "config_differences", "model_fingerprints", "resume_config",
-           "state_meta"]
+__all__ = ["FREE_KEYS", "check_config", "check_fit", "check_models", "check_state", "config_differences",
+           "model_fingerprints", "resume_config", "state_meta"]
 
 # what a resumed run may change: where it runs and where its files are, never what it computes
 FREE_KEYS = frozenset({"device", "model.checkpoints_dir", "output.dir", "output.name", "output.save_state"})
@@ -86,6 +86,12 @@ def resume_config(saved: SavedState, options: Optional[dict] = None, sets: Seque
 
 def check_state(saved: SavedState, cfg: Config, plan: Plan, kind: str, device: torch.device) -> None:
     """Refuse, before any model loads, a state that is not this run's: kind, config, final.png, size, device."""
+    check_config(saved, cfg, kind)
+    check_fit(saved, plan, device)
+
+
+def check_config(saved: SavedState, cfg: Config, kind: str) -> None:
+    """The kind of run, its config, and the folder's final.png must be the state's (needs no plan)."""
     where, meta = saved.folder, saved.meta
     if meta["kind"] != kind:
         command = "animate" if meta["kind"] == "animation" else "generate"
@@ -105,6 +111,11 @@ def check_state(saved: SavedState, cfg: Config, plan: Plan, kind: str, device: t
         if diffs:
             raise StateError(f"the state in {where} belongs to another run than its final.png: "
                              f"{_describe(diffs, 'in final.png', 'in the state')}")
+
+
+def check_fit(saved: SavedState, plan: Plan, device: torch.device) -> None:
+    """The plan's latent (its VQGAN at its size) and the device type must be the state's."""
+    where, meta = saved.folder, saved.meta
     f = plan.vqgan_spec.factor
     expected = [1, plan.vqgan_spec.embed_dim, plan.height // f, plan.width // f]
     if list(saved.loop.z.shape) != expected:

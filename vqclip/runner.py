@@ -32,7 +32,7 @@ from .optimize import Guide, LoopSettings, LoopState, Step, optimize, random_lat
 from .outputs import check_writable
 from .plan import Plan, check
 from .prompts import Prompt, PromptLoss
-from .resume import check_models, check_state, model_fingerprints, resume_config, state_meta
+from .resume import check_config, check_fit, check_models, model_fingerprints, resume_config, state_meta
 from .state import SavedState, read_state
 from .store import ProgressFn, VQGANFiles, cache_loaded, checkpoints_dir, resolve_vqgan
 from .vqgan import VQGAN, load_vqgan
@@ -221,12 +221,14 @@ def prepare_run(cfg: Config, plan: Optional[Plan] = None, *, device: Optional[to
     runs that write no files (the Python API's `generate`); `batch` images are stepped together; `resume` is the
     saved state the run continues from (see prepare_resume), refused here if it is not this run's.
     """
+    if resume is not None:  # first: what differs from the saved run says more than what this one lacks
+        check_config(resume, cfg, "animation" if unit == "frame" else "still")
     plan = plan or plan_run(cfg, unit, need_prompt, finder)
     device = device or pick_device(cfg.device)
     if outputs:
         check_writable(resume.folder if resume is not None else cfg.output.dir)
     if resume is not None:
-        check_state(resume, cfg, plan, "animation" if unit == "frame" else "still", device)
+        check_fit(resume, plan, device)
     work = Workload.of(plan, cfg, device, batch)
     check_memory(work)
     run = Run(cfg, plan, device, work, resume=resume)
