@@ -192,3 +192,13 @@ def test_a_model_whose_latent_changed_shape_is_refused_before_it_loads(tiny_mode
     yaml_path.write_text(yaml_path.read_text().replace("embed_dim: 32", "embed_dim: 16"))  # edited in place
     with pytest.raises(StateError, match=r"holds a latent of \[32, 16, 16\] .* makes \[16, 16, 16\]"):
         prepare_resume(tmp_path / "out" / "run", load=False)  # load=False: refused before any model loads
+
+
+def test_a_run_resumed_twice_records_both_resumes_and_still_matches(stopped, tiny_models, tmp_path):
+    with pytest.raises(Interrupted) as e:
+        run_image(prepare_resume(stopped), on_step=stop_at(4))
+    assert e.value.result.resumed == [3] and read_state(stopped).resumed == [3] and read_state(stopped).step == 4
+    resumed = run_image(prepare_resume(stopped))
+    whole = run_image(prepare_run(config(tiny_models, tmp_path / "whole")))
+    assert resumed.resumed == [3, 4] and np.array_equal(pixels(resumed.image), pixels(whole.image))
+    assert sorted(p.name for p in (stopped / "frames").iterdir()) == [f"step_{i:05d}.png" for i in range(6)]
