@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.runner import prepare_resume, prepare_run, run_image
-from vqclip.state import SIDECAR, StateError, read_state
+from vqclip.state import SIDECAR, StateError, read_state, write_state
 from vqclip.writer import Interrupted
 
 runner = CliRunner()
@@ -87,6 +87,13 @@ def _flip_a_byte(folder):
     t.write_bytes(bytes(data))
 
 
+def _short_generator(folder):
+    """A state whose files are consistent (hashes and all) but whose generator state is not a CPU generator's."""
+    saved = read_state(folder)
+    saved.loop.generators = [saved.loop.generators[0][:16].clone()]
+    write_state(folder, saved.loop, saved.meta)
+
+
 def _sidecar(change):
     def damage(folder):
         meta = json.loads((folder / SIDECAR).read_text())
@@ -104,6 +111,7 @@ DAMAGE = {
     "sidecar names a path": (_sidecar(lambda m: m.update(tensors="../../etc/passwd")), "unexpected tensors file"),
     "sidecar lacks a key": (_sidecar(lambda m: m.pop("step")), "no valid 'step'"),
     "another format": (_sidecar(lambda m: m.update(format="vqclip-state/9")), "not a vqclip vqclip-state/1"),
+    "a short generator state": (_short_generator, "a random generator state of 16 bytes"),
     "config edited": (_sidecar(lambda m: m.update(config=m["config"].replace("steps: 6", "steps: 9"))),
                       "was edited after the state was saved"),
 }

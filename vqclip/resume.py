@@ -125,6 +125,11 @@ def check_fit(saved: SavedState, plan: Plan, device: torch.device) -> None:
     if meta["device"] != device.type:
         raise StateError(f"the state in {where} was saved on {meta['device']}; resume it with --device "
                          f"{meta['device']} (its random generators cannot continue on {device.type})")
+    size = torch.Generator(device=device).get_state().numel()
+    if any(g.numel() != size for g in saved.loop.generators):
+        raise StateError(f"the saved state in {where} is damaged (a random generator state of "
+                         f"{saved.loop.generators[0].numel()} bytes, not the {size} a {device.type} generator has); "
+                         f"it cannot be resumed, start the run again")
 
 
 def check_models(saved: SavedState, fingerprints: dict) -> None:
