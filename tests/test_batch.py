@@ -126,6 +126,7 @@ def test_sigkill_after_first_prompt_then_resume(tiny_models, tmp_path):
     assert sorted(p.name for p in (in_flight / "frames").glob("step_*.png")) == ["step_00000.png"]
 
 
+@pytest.mark.slow  # ~15 s of CPU; test_state.py's crash after --save-state frames is the fast representative
 def test_sigkill_with_save_state_resumes_the_image_in_flight_from_its_last_frame(tiny_models, tmp_path):
     prompts, out = tmp_path / "p.txt", tmp_path / "out"
     prompts.write_text("first  ## steps=2\nsecond  ## steps=80\n")
@@ -178,6 +179,29 @@ def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path
     resumed = run_batch(planned, out, cpu, 1, models=cache)
     assert [(r["prompt"], r["status"]) for r in resumed.records] == [("two", "done"), ("three", "done")]
     assert resumed.skipped == 1
+
+
+def test_a_batch_of_two_stopped_by_ctrl_c_resumes_both_images_together_to_the_same_pixels(tiny_models, tmp_path):
+    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
+                            "height": 32, "steps": 6, "cutouts.cutn": 2, "device": "cpu", "output.save_every": 2})
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    planned = plan_jobs(read_jobs(prompts), base, 5)
+    cache, cpu = ModelCache(), __import__("torch").device("cpu")
+
+    def interrupt_at_step_3(step):
+        if step.i == 3 and not step.final:
+            raise KeyboardInterrupt
+
+    stopped = run_batch(planned, tmp_path / "out", cpu, 2, on_step=interrupt_at_step_3, models=cache)
+    assert stopped.interrupted and [r["step"] for r in stopped.records] == [2, 2]
+    resumed = run_batch(planned, tmp_path / "out", cpu, 2, models=cache)
+    whole = run_batch(planned, tmp_path / "whole", cpu, 2, models=cache)
+    for r, ref in zip(resumed.records, whole.records, strict=True):
+        assert r["resumed"] == [3] and r["batch"] == 2 and r["folder"] == ref["folder"]
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / r["image"])),
+                              np.asarray(Image.open(tmp_path / "whole" / ref["image"])))
+    assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir()]) == 2
 
 
 def test_batch_of_two_equals_two_single_runs(tiny_models, tmp_path):
