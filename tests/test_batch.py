@@ -119,6 +119,42 @@ def test_sigkill_after_first_prompt_then_resume(tiny_models, tmp_path):
     records = read_jsonl(out / "manifest.jsonl")
     assert [r["prompt"] for r in records] == ["first", "second", "third"]
     assert first_png.read_bytes() == first_bytes and len(list(out.glob("0001-*"))) == 1  # the first was not redone
+    # the second started again in its own folder: no empty folder left beside a "-2" twin
+    assert [p.name for p in out.glob("0002-*")] == [in_flight.name] and records[1]["folder"] == in_flight.name
+    # with no saved state it started from step 0: the killed attempt's frames were dropped, the rerun's (every 50
+    # steps) written
+    assert sorted(p.name for p in (in_flight / "frames").glob("step_*.png")) == ["step_00000.png"]
+
+
+@pytest.mark.slow  # ~15 s of CPU; test_state.py's crash after --save-state frames is the fast representative
+def test_sigkill_with_save_state_resumes_the_image_in_flight_from_its_last_frame(tiny_models, tmp_path):
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text("first  ## steps=2\nsecond  ## steps=80\n")
+    args = ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "1", "--save-every", "1", "--save-state"]
+    proc = subprocess.Popen([sys.executable, "-m", "vqclip", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob("0002-*/frames/step_*.png"))) < 5:
+            assert proc.poll() is None and time.time() < deadline, "the batch ended before the second was killed"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    (folder,) = out.glob("0002-*")
+    saved = json.loads((folder / "state.json").read_text())  # the state of its last frame (or the one before)
+    assert 4 <= saved["step"] < 80 and saved["status"] == "frame"
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    whole = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "whole"), "--seed", "1"])
+    assert whole.exit_code == 0, whole.output
+    second = read_jsonl(out / "manifest.jsonl")[-1]
+    reference = read_jsonl(tmp_path / "whole" / "manifest.jsonl")[-1]
+    assert second["prompt"] == "second" and second["resumed"] == [saved["step"]] and second["folder"] == folder.name
+    assert np.array_equal(np.asarray(Image.open(out / second["image"])),
+                          np.asarray(Image.open(tmp_path / "whole" / reference["image"])))
+    assert len(list(out.glob("0002-*"))) == 1 and not (folder / "state.json").exists()
 
 
 def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path):
@@ -143,6 +179,29 @@ def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path
     resumed = run_batch(planned, out, cpu, 1, models=cache)
     assert [(r["prompt"], r["status"]) for r in resumed.records] == [("two", "done"), ("three", "done")]
     assert resumed.skipped == 1
+
+
+def test_a_batch_of_two_stopped_by_ctrl_c_resumes_both_images_together_to_the_same_pixels(tiny_models, tmp_path):
+    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
+                            "height": 32, "steps": 6, "cutouts.cutn": 2, "device": "cpu", "output.save_every": 2})
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle\na blue square\n")
+    planned = plan_jobs(read_jobs(prompts), base, 5)
+    cache, cpu = ModelCache(), __import__("torch").device("cpu")
+
+    def interrupt_at_step_3(step):
+        if step.i == 3 and not step.final:
+            raise KeyboardInterrupt
+
+    stopped = run_batch(planned, tmp_path / "out", cpu, 2, on_step=interrupt_at_step_3, models=cache)
+    assert stopped.interrupted and [r["step"] for r in stopped.records] == [2, 2]
+    resumed = run_batch(planned, tmp_path / "out", cpu, 2, models=cache)
+    whole = run_batch(planned, tmp_path / "whole", cpu, 2, models=cache)
+    for r, ref in zip(resumed.records, whole.records, strict=True):
+        assert r["resumed"] == [3] and r["batch"] == 2 and r["folder"] == ref["folder"]
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / r["image"])),
+                              np.asarray(Image.open(tmp_path / "whole" / ref["image"])))
+    assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir()]) == 2
 
 
 def test_batch_of_two_equals_two_single_runs(tiny_models, tmp_path):

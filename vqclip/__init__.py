@@ -18,7 +18,8 @@ from .version import __version__
 # public name -> the module that defines it
 _API = {
     "Config": "config", "resolve": "config",
-    "generate": "runner", "run": "runner", "prepare_run": "runner", "Run": "runner", "ModelCache": "runner",
+    "generate": "runner", "run": "runner", "prepare_run": "runner", "prepare_resume": "runner", "Run": "runner",
+    "ModelCache": "runner",
     "Step": "optimize", "RunResult": "writer", "Interrupted": "writer",
     "to_pil": "images", "load_image": "images",
     "VQClipError": "errors",

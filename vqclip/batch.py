@@ -2,7 +2,10 @@
 
 - Every finished prompt appends one line to the manifest (written, flushed and fsynced), after its PNG was
   renamed into place: a SIGKILL loses at most the images in flight, never a finished one.
-- Resume: a job whose id has a `done` record and whose image exists is skipped.
+- Resume: a job whose id has a `done` record and whose image exists is skipped. A job an earlier run left in
+  flight (Ctrl-C, or kill -9) continues in its own folder, from its saved state when it has one that matches
+  (vqclip.state; with `output.save_state` one is saved at every frame), else from step 0; images resumed at the
+  same step are batched together, so each one makes the pixels of the run that was never stopped.
 - `batch_size` images with the same settings (all but prompt, seed and name) are optimised together by
   `pipeline.generate_batch`; each image's loss is summed, so it matches a single run of it.
 - Ranks (torchrun): jobs are split round-robin by torch.distributed rank; rank r appends to
@@ -28,6 +31,7 @@ import torch
 from .version import __version__
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
+from .inflight import InFlight, in_flight
 from .jobs import Job
 from .memory import SUGGEST_SHARE, Workload, available_bytes
 from .optimize import Step
@@ -36,6 +40,7 @@ from .plan import Plan
 from .provenance import run_name
 from .runner import ModelCache, VQGANFinder, plan_run, prepare_run
 from .shard import Shard
+from .resume import check_models
 from .story import is_story
 from .writer import Interrupted, Layout, RunResult, RunWriter, write_steps
 
@@ -123,10 +128,12 @@ def group_key(cfg: Config) -> str:
     return to_yaml(c)
 
 
-def make_groups(planned: list[Planned], batch_size: int) -> list[list[Planned]]:
-    by_key: dict[str, list[Planned]] = {}
+def make_groups(planned: list[Planned], batch_size: int,
+                starts: Optional[dict[str, int]] = None) -> list[list[Planned]]:
+    """Groups of at most batch_size images that can step together: same settings, and resumed at the same step."""
+    by_key: dict[tuple[str, int], list[Planned]] = {}
     for p in planned:
-        by_key.setdefault(group_key(p.cfg), []).append(p)
+        by_key.setdefault((group_key(p.cfg), (starts or {}).get(p.job.id, 0)), []).append(p)
     return [g[k:k + batch_size] for g in by_key.values() for k in range(0, len(g), batch_size)]
 
 
@@ -186,11 +193,14 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
     todo = [p for p in planned if p.job.id not in done]
     mine = todo[shard.rank::shard.world]
     result = BatchResult(skipped=len(planned) - len(todo), manifest=manifest_path(out, shard))
-    groups = sorted(make_groups(mine, batch_size), key=lambda g: _model_key(g[0]))
+    flights = in_flight([(p.job.id, job_folder(p), p.cfg, p.plan, p.job.source) for p in mine], out,
+                        read_manifest(out), device)
+    starts = {job_id: f.step for job_id, f in flights.items()}
+    groups = sorted(make_groups(mine, batch_size, starts), key=lambda g: _model_key(g[0]))
     models = models or ModelCache()
     try:
         for group in groups:
-            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step):
+            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights):
                 result.records.append(record)
                 if on_done is not None:
                     on_done(record)
@@ -207,20 +217,31 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
     return result
 
 
+def job_folder(p: Planned) -> str:
+    return p.cfg.output.name or f"{p.job.index + 1:04d}-{run_name(p.cfg)}"
+
+
 def _run_group(group: list[Planned], models: ModelCache, device: torch.device, out: Path, manifest: Path, rank: int,
-               on_step: Optional[Callable[[Step], None]]) -> list[dict]:
-    """Optimise a group's images together; save and record each one; Ctrl-C saves them as interrupted."""
+               on_step: Optional[Callable[[Step], None]], flights: dict[str, InFlight]) -> list[dict]:
+    """Optimise a group's images together (continuing those in flight); save and record each one; Ctrl-C saves
+    them as interrupted, with their states."""
     first = group[0]
     run = prepare_run(first.cfg, first.plan, device=device, batch=len(group), outputs=False, models=models)
-    writers = [RunWriter(p.cfg, p.plan, out, p.cfg.output.name or f"{p.job.index + 1:04d}-{run_name(p.cfg)}",
-                         Layout.still(p.cfg), index=b) for b, p in enumerate(group)]
+    flying = [flights.get(p.job.id) for p in group]
+    for f in flying:
+        if f is not None and f.saved is not None:
+            check_models(f.saved, run.models.fingerprints)
+    writers = [RunWriter(p.cfg, p.plan, out, job_folder(p), Layout.still(p.cfg), index=b,
+                         state_meta=lambda p=p: run.state_meta(p.cfg, p.plan, job=p.job.id),
+                         at=f.resume_at() if f is not None else None) for b, (p, f) in enumerate(zip(group, flying))]
     jobs = {id(w): p for w, p in zip(writers, group)}
     records: list[dict] = []
 
     def record(writer: RunWriter, r: RunResult) -> None:  # after the PNG and video: the order resume relies on
         records.append(_record(jobs[id(writer)], r, manifest, rank, len(group)))
 
-    steps = run.steps([p.plan.prompts for p in group], [p.cfg.seed for p in group])
+    starts = [f.saved.loop for f in flying if f is not None and f.saved is not None]
+    steps = run.steps([p.plan.prompts for p in group], [p.cfg.seed for p in group], starts or None)
     try:
         write_steps(steps, writers, on_step, on_finish=record)
     except Interrupted:
@@ -236,6 +257,8 @@ def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> 
               "videos": [_rel(v, manifest.parent) for v in r.videos], "step": r.step, "steps": p.cfg.steps,
               "loss": r.loss, "seconds": round(r.seconds, 3), "batch": batch, "rank": rank,
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if r.resumed:
+        record["resumed"] = r.resumed
     append_jsonl(manifest, record)
     return record
 

@@ -51,6 +51,9 @@ class OutputConfig:
     video: bool = False  # progress mp4 of the saved frames (imageio-ffmpeg)
     gif: bool = False
     fps: int = 10
+    # the run's state (vqclip.state) beside every saved frame too, not only on an interrupt: a crash or kill -9
+    # then resumes from the last frame (`--resume`); one state per run folder, the latest
+    save_state: bool = False
 
 
 @dataclass

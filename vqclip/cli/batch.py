@@ -46,6 +46,7 @@ def batch(
     lr: o.Lr = None,
     cutn: o.Cutn = None,
     save_every: o.SaveEvery = None,
+    save_state: o.SaveState = None,
     video: o.Video = None,
     gif: o.Gif = None,
     fps: o.Fps = None,

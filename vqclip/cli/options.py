@@ -41,6 +41,12 @@ Gif = Annotated[Optional[bool], typer.Option("--gif/--no-gif", help="Also write 
 Fps = Annotated[Optional[int], typer.Option(help="Video frame rate.")]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")]
 From = Annotated[Optional[Path], typer.Option("--from", help="Re-run from a PNG made by vqclip (its recorded config).")]
+SaveState = Annotated[Optional[bool], typer.Option(
+    "--save-state/--no-save-state", help="Also save the run's state at every saved frame (an interrupt always does), "
+                                         "so --resume works even after a crash or kill -9.")]
+Resume = Annotated[Optional[Path], typer.Option(
+    "--resume", help="Continue the interrupted run saved in this folder, in it, with its own settings "
+                     "(only --device may change).")]
 
 # animate: a story counts frames there, not steps
 StoryEveryFrames = Annotated[Optional[int], typer.Option(
@@ -80,6 +86,7 @@ _KEYS: dict[str, tuple[str, Optional[Callable]]] = {
     "init_image": ("init_image", None), "init_weight": ("init_weight", None),
     "image_prompt": ("image_prompts", _nonempty), "out": ("output.dir", None), "name": ("output.name", None),
     "save_every": ("output.save_every", None), "video": ("output.video", None), "gif": ("output.gif", None),
+    "save_state": ("output.save_state", None),
     "fps": ("output.fps", None), "device": ("device", None), "keyframe": ("keyframes", _keyframes),
     "frames": ("animation.frames", None), "steps_per_frame": ("animation.steps_per_frame", None),
     "zoom": ("animation.zoom", None), "rotate": ("animation.rotate", None), "pan": ("animation.pan", list),

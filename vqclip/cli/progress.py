@@ -12,8 +12,8 @@ from ..store import Progress
 class StepBar:
     """Shows the loss every few steps only: reading it forces a host/device sync."""
 
-    def __init__(self, total: int, every: int = 5, desc: str = "generate"):
-        self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, total: int, every: int = 5, desc: str = "generate", initial: int = 0):
+        self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, initial=initial)
         self.every = every
 
     def update(self, step) -> None:
