@@ -23,7 +23,7 @@ MIN_CHROMA, MIN_SATURATION = 50.0, 0.3  # grey noise and washed-out pixels carry
 MIN_AREA = 0.015  # a blob under 1.5% of the image is too small to name (a 0.3-side triangle is 4.5%)
 MAX_MIX = 0.3  # a second hue with 30% of the first's chroma mass: two colours, none named
 MIN_IOU = 0.87  # renders fit their ideal shape at >= 0.89 soft IoU (32 px), blobs at <= 0.855 (TRAINING.md)
-MAX_EDGE = 2.0  # mean width (px) of the soft edge: ~1 for anti-aliased renders, >= 2.5 for blurred ones
+MAX_EDGE = 3.5  # edge rise in px: renders <= 3.0 (a step), blurred negatives >= 3.9 at 32 px, >= 7 at 64 px
 MAX_RIVAL = 0.15  # a second blob (any colour) with 15% of the main blob's area: two shapes
 ANGLES = np.radians(np.arange(-15, 16, 5))  # CLIP's views are rotated up to 15 degrees, so shapes may be too
 _SUPERSAMPLE = 2
@@ -34,7 +34,7 @@ class Verdict:
     colour: str  # a COLOURS entry or "none"
     shape: str  # a SHAPES entry or "none"
     iou: float = 0.0  # soft IoU of the main blob with its best-fitting ideal shape
-    edge: float = 0.0  # mean soft-edge width in pixels
+    edge: float = 0.0  # pixels the edge takes to rise from background to shape (see edge_width)
 
 
 def as_pixels(img) -> np.ndarray:
@@ -144,10 +144,15 @@ def best_fit(strength: np.ndarray) -> tuple[str, float]:
 
 
 def edge_width(strength: np.ndarray, blob: np.ndarray) -> float:
-    """Pixels of intermediate strength (0.1-0.9) per boundary pixel of the blob: the edge's width in pixels."""
-    inner = blob & ~_dilate(~blob, 1)
-    boundary = max(1, int((blob & ~inner).sum()))
-    return float(((strength > 0.1) & (strength < 0.9)).sum() / boundary)
+    """How many pixels the edge takes to rise from background to shape: 1 / the mean slope of the strength on the
+    blob's boundary pixels (a step read by central differences gives ~2; a Gaussian blur of std s, ~2.5 s).
+
+    Only the boundary counts, so texture inside a shape is not mistaken for a soft edge."""
+    boundary = blob & _dilate(~blob, 1)
+    if not boundary.any():
+        return 0.0
+    gy, gx = np.gradient(strength)
+    return float(1 / max(np.hypot(gx, gy)[boundary].mean(), 1e-6))
 
 
 def judge(img) -> Verdict:
