@@ -29,7 +29,7 @@ from .common import (
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def animate(
     prompt: o.Prompt = None,
@@ -48,7 +48,8 @@ def animate(
     vqgan_ckpt: o.VqganCkpt = None,
     clip: o.Clip = None,
     size: o.Size = None,
-    steps: Annotated[Optional[int], typer.Option(help="Steps of the first frame.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help=f"Steps of the first frame (default {o.DEFAULTS.steps}).")] = None,
     seed: o.Seed = None,
     lr: o.Lr = None,
     cutn: o.Cutn = None,

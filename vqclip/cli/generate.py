@@ -25,7 +25,7 @@ from .common import (
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def generate(
     prompt: o.Prompt = None,
