@@ -290,3 +290,54 @@ def test_toy_rank_puts_matching_images_first(tmp_path):
     result, rows, _ = invoke("rank", folder, "a red circle", "--clip", "toy", "--top", "3")
     assert result.exit_code == 0, result.output
     assert {Path(p).name for _, p in rows} == expected
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rank over an outputs folder: every run lives in a subfolder
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    """A folder laid out as vqclip writes it, plus the files rank must not count."""
+    out = tmp_path / "outputs"
+    write_toy(out / "a-red-circle-s1", [("red", "circle")])[0].rename(out / "a-red-circle-s1" / "final.png")
+    write_toy(out / "a-red-circle-s1" / "frames", [("red", "circle")])[0].rename(
+        out / "a-red-circle-s1" / "frames" / "step_00000.png")
+    frames = [Image.fromarray(toy.render("red", "circle", np.random.default_rng(k), 32)) for k in range(3)]
+    frames[0].save(out / "a-red-circle-s1" / "progress.gif", save_all=True, append_images=frames[1:])
+    (out / "a-red-circle-s1" / "progress.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    write_toy(out / "batch" / "0001-a-blue-square-s3", [("blue", "square")])[0].rename(
+        out / "batch" / "0001-a-blue-square-s3" / "final.png")
+    frames[0].save(out / "batch" / "contact_sheet.png")
+    (out / "batch" / "manifest.jsonl").write_text("{}\n")
+    frames[1].save(out / "still.gif")  # a one-frame GIF is an image
+    write_toy(out / "deep" / "er" / "est", [("green", "triangle")])
+    write_toy(out / ".hidden", [("red", "circle")])
+    frames[2].save(out / ".final.123.tmp.png")  # an atomic write's temporary name
+    write_toy(out / "ckpts" / "toy", [("red", "circle")])  # the checkpoints folder, here inside the outputs
+    (out / "deep" / "loop").symlink_to(out, target_is_directory=True)  # never followed
+    return out
+
+
+def _ranked(tiny_models, folder, *extra):
+    result, rows, _ = invoke("rank", folder, "a red circle", "--clip", tiny_models["clip"],
+                             "--checkpoints-dir", folder / "ckpts", *extra)
+    assert result.exit_code == 0, result.output
+    return sorted(p for _, p in rows)
+
+
+def test_rank_searches_subfolders_and_prints_paths_relative_to_the_folder(tiny_models, outputs):
+    assert _ranked(tiny_models, outputs) == ["a-red-circle-s1/final.png", "batch/0001-a-blue-square-s3/final.png",
+                                             "deep/er/est/00-green-triangle.png", "still.gif"]
+    assert _ranked(tiny_models, outputs, "--no-recursive") == ["still.gif"]
+    assert "a-red-circle-s1/frames/step_00000.png" in _ranked(tiny_models, outputs, "--frames")
+    assert _ranked(tiny_models, outputs / "a-red-circle-s1" / "frames") == ["step_00000.png"]  # asked for directly
+    from vqclip.batch import SHEET
+
+    assert clip_tools.SHEET == SHEET  # the contact sheet rank skips is the one batch writes
+
+
+def test_rank_of_a_folder_with_no_images_anywhere_says_so(tiny_models, tmp_path, no_model_loads):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    result = runner.invoke(app, ["rank", str(tmp_path / "empty"), "x", "--clip", tiny_models["clip"]])
+    assert result.exit_code == 2 and "holds no images" in result.stderr and "or its subfolders" in result.stderr

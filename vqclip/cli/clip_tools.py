@@ -39,21 +39,29 @@ def score(
 @app.command()
 @command
 def rank(
-    folder: Annotated[Path, typer.Argument(help="Folder of images.", show_default=False)],
+    folder: Annotated[Path, typer.Argument(help="Folder of images, searched with its subfolders.", show_default=False)],
     query: Annotated[str, typer.Argument(help="What to search for.", show_default=False)],
     top: Annotated[Optional[int], typer.Option(help="Show only the best K.")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Search subfolders too.")] = True,
+    frames: Annotated[bool, typer.Option("--frames/--no-frames",
+                                         help="Also rank runs' saved frames (frames/).")] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and store image embeddings.")] = True,
     clip: Clip = None, device: Device = "auto", checkpoints_dir: CheckpointsDir = None, offline: Offline = False,
     debug: Debug = False,
 ):
-    """Text-to-image search over FOLDER: `score  path` lines, best first; embeddings are cached."""
-    clip_tools.check_rank(folder, query, top)  # bad input is caught before the model loads
+    """Text-to-image search over FOLDER: `score  path` lines, best first, paths relative to FOLDER.
+
+    Subfolders are searched (not hidden ones, nor runs' frames/ unless --frames); videos, animated GIFs, contact
+    sheets and the checkpoints folder are skipped. Embeddings are cached.
+    """
+    ckpts = str(checkpoints_dir) if checkpoints_dir else None
+    clip_tools.check_rank(folder, query, top, recursive, frames, ckpts)  # bad input is caught before the model loads
     perceptor = _perceptor(clip, device, checkpoints_dir, offline)
-    result = clip_tools.rank(perceptor, folder, query, top, use_cache=cache,
-                             checkpoints=str(checkpoints_dir) if checkpoints_dir else None)
+    result = clip_tools.rank(perceptor, folder, query, top, use_cache=cache, checkpoints=ckpts, recursive=recursive,
+                             frames=frames)
     typer.echo(f"embedded {result.computed} image(s), {result.cached} from the cache", err=True)
     for path, value in result.ranked:
-        typer.echo(f"{value:.4f}  {path}")
+        typer.echo(f"{value:.4f}  {path.relative_to(folder)}")
 
 
 @app.command()
