@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import write_clip
 from typer.testing import CliRunner
 
-from tiny import write_clip
 from vqclip import clip_tools, toy
 from vqclip.cli import app
 from vqclip.clip import Perceptor, load_clip
@@ -341,3 +341,37 @@ def test_rank_of_a_folder_with_no_images_anywhere_says_so(tiny_models, tmp_path,
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     result = runner.invoke(app, ["rank", str(tmp_path / "empty"), "x", "--clip", tiny_models["clip"]])
     assert result.exit_code == 2 and "holds no images" in result.stderr and "or its subfolders" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --preset: the CLIP (device, checkpoints folder) of a preset, as generate would use it
+
+
+@pytest.mark.parametrize("command", ["score", "rank", "classify"])
+def test_a_preset_gives_its_clip(command, tiny_models, folder, tmp_path):
+    preset = tmp_path / "tinyclip.yaml"
+    preset.write_text(f"model:\n  clip: ['{tiny_models['clip']}']\ndevice: cpu\n")
+    args = {"score": ["score", folder / "00-red-circle.png", "--prompt", "a red circle"],
+            "rank": ["rank", folder, "a red circle"],
+            "classify": ["classify", folder / "00-red-circle.png", "--labels", "red circle,blue square"]}[command]
+    by_preset, by_clip = invoke(*args, "--preset", preset), invoke(*args, "--clip", tiny_models["clip"])
+    assert by_preset[0].exit_code == 0, by_preset[0].output
+    assert by_preset[1] == by_clip[1] and by_preset[1]
+
+
+def test_a_preset_with_several_clips_needs_clip(tiny_models, folder, tmp_path, no_model_loads):
+    preset = tmp_path / "two.yaml"
+    preset.write_text(f"model:\n  clip: ['{tiny_models['clip']}', toy]\n")
+    result, _, _ = invoke("score", folder / "00-red-circle.png", "--prompt", "x", "--preset", preset)
+    assert result.exit_code == 2 and "guides with 2 CLIPs" in result.stderr and "add --clip NAME" in result.stderr
+    result, _, _ = invoke("score", folder / "00-red-circle.png", "--prompt", "x", "--preset", "toyy")
+    assert result.exit_code == 2 and "did you mean toy?" in result.stderr
+
+
+@needs_toy
+def test_preset_toy_is_clip_toy():
+    paths = write_toy(Path("toys"), [("red", "circle"), ("blue", "square")], size=32)
+    by_preset, by_clip = (invoke("score", *paths, "--prompt", "a red circle", *how)
+                          for how in (["--preset", "toy"], ["--clip", "toy"]))
+    assert by_preset[0].exit_code == 0, by_preset[0].output
+    assert by_preset[1] == by_clip[1] and len(by_preset[1]) == 2
