@@ -94,6 +94,7 @@ def animate(
         try:
             result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step))
         except Interrupted as e:
+            bar.close()
             r = e.result
             hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
             typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)

@@ -81,6 +81,7 @@ def generate(
         try:
             result = run_image(run, on_step=bar.update)
         except Interrupted as e:
+            bar.close()
             r = e.result
             hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
             typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)
