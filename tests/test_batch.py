@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vqclip.batch import plan_jobs, read_manifest, run_batch
+from vqclip.sheet import LABEL_WIDTH
 from vqclip.runner import ModelCache
 from vqclip.cli import app
 from vqclip.config import resolve
@@ -80,7 +81,8 @@ def test_three_prompts_three_results_manifest_and_resume(tiny_models, tmp_path):
         assert r["loss"] == pytest.approx(float(meta["loss"]), abs=1e-5)
     sheet = read_png_metadata(out / "contact_sheet.png")
     assert [t["prompt"] for t in json.loads(sheet["prompts"])] == [r["prompt"] for r in records]
-    assert Image.open(out / "contact_sheet.png").size == (64, 64)  # 2x2 grid of 32 px tiles
+    w, h = Image.open(out / "contact_sheet.png").size  # 2x2 grid of 32 px tiles, labelled (see test_sheet.py)
+    assert w == 2 * LABEL_WIDTH and h > 2 * 32
 
     again = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "10"])
     assert again.exit_code == 0, again.output

@@ -332,9 +332,6 @@ def test_rank_searches_subfolders_and_prints_paths_relative_to_the_folder(tiny_m
     assert _ranked(tiny_models, outputs, "--no-recursive") == ["still.gif"]
     assert "a-red-circle-s1/frames/step_00000.png" in _ranked(tiny_models, outputs, "--frames")
     assert _ranked(tiny_models, outputs / "a-red-circle-s1" / "frames") == ["step_00000.png"]  # asked for directly
-    from vqclip.batch import SHEET
-
-    assert clip_tools.SHEET == SHEET  # the contact sheet rank skips is the one batch writes
 
 
 def test_rank_of_a_folder_with_no_images_anywhere_says_so(tiny_models, tmp_path, no_model_loads):

@@ -24,9 +24,8 @@ from .device import pick_device
 from .errors import ImageError, UsageError
 from .images import check_image, load_image
 from .outputs import save_tensors
+from .sheet import SHEET
 from .store import checkpoints_dir, resolve_clip
-
-SHEET = "contact_sheet.png"  # a batch's grid of its results (vqclip.batch), beside its manifest.jsonl
 
 log = logging.getLogger("vqclip")
 
