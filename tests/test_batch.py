@@ -14,13 +14,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vqclip.batch import plan_jobs, read_manifest, run_batch
-from vqclip.sheet import LABEL_WIDTH
-from vqclip.runner import ModelCache
 from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.errors import ConfigError, OutputError
 from vqclip.jobs import read_jobs
 from vqclip.outputs import append_jsonl, read_jsonl, read_png_metadata
+from vqclip.runner import ModelCache
+from vqclip.sheet import LABEL_WIDTH
 
 runner = CliRunner()
 PROMPTS = "# three prompts\na red circle\n\na blue square  ## seed=3\n   # indented comment\na green #1 tree\n"
