@@ -112,6 +112,8 @@ def test_a_keyframe_on_a_story_switch_is_refused_not_dropped(command, span, tiny
                      f"keyframe, or set --story-every{' (frames)' if span == 'frame' else ''} so they do not meet"]
     plain = CliRunner().invoke(app, [command, "a", "--keyframe", "0=c", *tiny_args, *length])
     assert plain.exit_code == 2 and f"both start at {span} 0" in plain.stderr
+    # the same prompt twice at one step drops nothing, so it is no conflict
+    assert segments(Config(prompt="a^b", steps=10, keyframes={5: "b", 0: "a"})) == [(0, "a"), (5, "b")]
 
 
 def test_story_and_keyframes_merge_through_the_cli(tiny_args):

@@ -2,7 +2,7 @@
 
 A schedule is laid over a span: the optimisation steps of `generate` and `batch`, or the frames of `animate`.
 Two forms, merged: every prompt of either starts at its own step (or frame), and the schedule is all of them in
-order; a keyframe on the very step where a story part starts is refused, never dropped silently:
+order; a keyframe on the very step where another story part starts is refused, never dropped silently:
 - a prompt `"a seed^a sapling^a great oak"` switching every `story_every` steps or frames (0: split evenly);
 - `keyframes`, step or frame -> prompts from there on: `{0: a seed, 150: a sapling}` in a preset or job, or
   `--keyframe 150="a sapling"` on the command line.
@@ -57,7 +57,7 @@ def segments(cfg: Config, unit: str = "step") -> list[tuple[int, str]]:
         if start >= length:
             raise ConfigError(f"keyframe {start} ({text!r}) is past the last {unit}: the {span.whole} has {length} "
                               f"{unit}s (0-{length - 1}); move it below {length} or raise {span.option}")
-        if start in schedule:
+        if start in schedule and schedule[start] != text:  # the same prompt twice loses nothing
             raise ConfigError(_collision(cfg, start, text, schedule[start], span))
         schedule[start] = text
     if schedule and 0 not in schedule:
