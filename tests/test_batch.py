@@ -14,12 +14,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vqclip.batch import plan_jobs, read_manifest, run_batch
-from vqclip.runner import ModelCache
 from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.errors import ConfigError, OutputError
 from vqclip.jobs import read_jobs
 from vqclip.outputs import append_jsonl, read_jsonl, read_png_metadata
+from vqclip.runner import ModelCache
+from vqclip.sheet import LABEL_WIDTH
 
 runner = CliRunner()
 PROMPTS = "# three prompts\na red circle\n\na blue square  ## seed=3\n   # indented comment\na green #1 tree\n"
@@ -80,7 +81,8 @@ def test_three_prompts_three_results_manifest_and_resume(tiny_models, tmp_path):
         assert r["loss"] == pytest.approx(float(meta["loss"]), abs=1e-5)
     sheet = read_png_metadata(out / "contact_sheet.png")
     assert [t["prompt"] for t in json.loads(sheet["prompts"])] == [r["prompt"] for r in records]
-    assert Image.open(out / "contact_sheet.png").size == (64, 64)  # 2x2 grid of 32 px tiles
+    w, h = Image.open(out / "contact_sheet.png").size  # 2x2 grid of 32 px tiles, labelled (see test_sheet.py)
+    assert w == 2 * LABEL_WIDTH and h > 2 * 32
 
     again = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "10"])
     assert again.exit_code == 0, again.output

@@ -99,9 +99,9 @@ def test_tiny_clip_loads_with_its_preprocessing(tiny_models):
     assert p.encode_image(torch.rand(2, 3, 32, 32)).shape == (2, 32)
 
 
-def test_unknown_clip_lists_choices():
-    with pytest.raises(UnknownNameError, match="ViT-B-32"):
-        load_clip("ViT-Z-99")
+def test_unknown_clip_suggests_and_points_to_the_list():
+    with pytest.raises(UnknownNameError, match=r"'ViT-B-32x'; did you mean ViT-B-32\b.*`vqclip models list`"):
+        load_clip("ViT-B-32x")
 
 
 @pytest.mark.slow

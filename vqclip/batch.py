@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,24 +27,23 @@ from typing import Callable, Optional
 
 import torch
 
-from .version import __version__
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
 from .inflight import InFlight, in_flight
 from .jobs import Job
 from .memory import SUGGEST_SHARE, Workload, available_bytes
 from .optimize import Step
-from .outputs import append_jsonl, check_writable, read_jsonl, save_png, write_jsonl
+from .outputs import append_jsonl, check_writable, read_jsonl, write_jsonl
 from .plan import Plan
 from .provenance import run_name
+from .resume import check_models
 from .runner import ModelCache, VQGANFinder, plan_run, prepare_run
 from .shard import Shard
-from .resume import check_models
+from .sheet import SHEET, contact_sheet  # noqa: F401  (SHEET: the sheet's name, for callers)
 from .story import is_story
 from .writer import Interrupted, Layout, RunResult, RunWriter, write_steps
 
 MANIFEST = "manifest.jsonl"
-SHEET = "contact_sheet.png"
 MAX_DEFAULT_BATCH = 16  # more images per step gains little once the GPU is busy
 
 
@@ -266,29 +264,3 @@ def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> 
 def _rel(path: Optional[Path], root: Path) -> Optional[str]:
     """Paths in the manifest are relative to its folder, so an output folder can be moved whole."""
     return None if path is None else Path(os.path.relpath(path, root)).as_posix()
-
-
-def contact_sheet(out: Path, records: list[dict], tile: int = 256) -> Optional[Path]:
-    """A grid PNG of the batch's finished images in job order; its metadata lists each tile's prompt and seed."""
-    from PIL import Image
-
-    latest = {r["id"]: r for r in records if r.get("status") == "done" and r.get("image")
-              and (out / r["image"]).is_file()}
-    done = sorted(latest.values(), key=lambda r: (r["index"], r["id"]))
-    if not done:
-        return None
-    thumbs = []
-    for r in done:
-        with Image.open(out / r["image"]) as im:
-            im = im.convert("RGB")
-            im.thumbnail((tile, tile))
-            thumbs.append(im)
-    w, h = max(t.width for t in thumbs), max(t.height for t in thumbs)
-    cols = math.ceil(math.sqrt(len(thumbs)))
-    grid = Image.new("RGB", (cols * w, math.ceil(len(thumbs) / cols) * h), "white")
-    for k, t in enumerate(thumbs):
-        grid.paste(t, ((k % cols) * w + (w - t.width) // 2, (k // cols) * h + (h - t.height) // 2))
-    tiles = [{"tile": k, "prompt": r["prompt"], "seed": r["seed"], "image": r["image"]} for k, r in enumerate(done)]
-    meta = {"prompts": json.dumps(tiles, ensure_ascii=False), "columns": cols, "vqclip_version": __version__,
-            "Software": f"vqclip {__version__}"}
-    return save_png(grid, out / SHEET, meta, overwrite=True)

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from .config import ModelConfig
-from .errors import ImageError, UsageError
 from .clip import Perceptor, load_clip, parse_clip_spec
+from .config import ModelConfig
 from .device import pick_device
+from .errors import ImageError, UsageError
 from .images import check_image, load_image
 from .outputs import save_tensors
+from .sheet import SHEET
 from .store import checkpoints_dir, resolve_clip
 
 log = logging.getLogger("vqclip")
@@ -29,7 +32,8 @@ log = logging.getLogger("vqclip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # a few of OpenAI's ImageNet templates; averaging over several phrasings makes zero-shot labels less brittle
-DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of a {}.")
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.",
+                     "a close-up photo of a {}.")
 
 _BATCH = 32  # images per forward pass: bounds memory on large folders
 _CACHE_VERSION = 1
@@ -155,15 +159,36 @@ def classify(perceptor: Perceptor, path: Path, labels: Sequence[str],
 # text-to-image search over a folder, with an embedding cache
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The image files directly inside a folder (by suffix), sorted by name."""
+def list_images(folder: str | Path, recursive: bool = True, frames: bool = False,
+                checkpoints: Optional[str] = None) -> list[Path]:
+    """The image files (by suffix) in a folder and, when recursive, its subfolders, sorted by path. Skipped: hidden
+    files and folders (vqclip's temporary files), animated GIFs (progress videos), batch contact sheets, the
+    checkpoints folder (models, caches) and, unless `frames`, a run's frames/ (a run counts once, by final.png)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    skip = checkpoints_dir(checkpoints).resolve()
+    images = []
+    for root, dirs, files in os.walk(folder):  # symlinked folders are not followed: no loops
+        here = Path(root)
+        dirs[:] = [d for d in dirs if recursive and not d.startswith(".") and (here / d).resolve() != skip
+                   and (frames or d != "frames" or not (here / "final.png").is_file())]
+        images += [here / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")
+                   and not (f == SHEET and (here / "manifest.jsonl").is_file())
+                   and not (f.lower().endswith(".gif") and _is_animation(here / f))]
     if not images:
-        raise ImageError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return images
+        where = " or its subfolders" if recursive else ""
+        raise ImageError(f"folder {folder}{where} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return sorted(images, key=lambda p: p.relative_to(folder).parts)
+
+
+def _is_animation(path: Path) -> bool:
+    """A GIF of several frames (vqclip's progress.gif, animation.gif): a video, not an image to rank."""
+    try:
+        with Image.open(path) as im:
+            return path.suffix.lower() == ".gif" and bool(getattr(im, "is_animated", False))
+    except OSError:
+        return False  # unreadable: rank reports it as skipped
 
 
 def model_key(perceptor: Perceptor) -> str:
@@ -230,10 +255,9 @@ class RankResult:
     cached: int  # embeddings read from the cache
 
 
-def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[EmbeddingCache] = None
+def embed_folder(perceptor: Perceptor, images: Sequence[Path], cache: Optional[EmbeddingCache] = None
                  ) -> tuple[list[Path], torch.Tensor, list[Path], int]:
-    """Embeddings of a folder's images, reusing the cache: (paths, [N, D], skipped files, number computed)."""
-    images = list_images(folder)
+    """Embeddings of image files, reusing the cache: (paths, [N, D], skipped files, number computed)."""
     cached = {p: cache.get(p) for p in images} if cache is not None else {}
     views, skipped = {}, []
     for p in images:
@@ -241,7 +265,7 @@ def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[Embed
             try:  # a broken file is skipped with a notice, not fatal to the whole search
                 views[p] = clip_view(p, perceptor.input_size)
             except ImageError as e:
-                log.warning(f"skipping {p.name}: {e}")
+                log.warning(f"skipping {p}: {e}")
                 skipped.append(p)
     fresh = dict(zip(views, encode_views(perceptor, list(views.values())))) if views else {}
     if cache is not None and fresh:
@@ -250,24 +274,27 @@ def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[Embed
         cache.save(keep=images)
     paths = [p for p in images if p not in skipped]
     if not paths:
-        raise ImageError(f"none of the {len(images)} images in {folder} could be read")
+        raise ImageError(f"none of the {len(images)} images could be read")
     return paths, torch.stack([fresh.get(p, cached.get(p)) for p in paths]), skipped, len(fresh)
 
 
-def check_rank(folder: str | Path, query: str, top: Optional[int]) -> str:
-    """What rank can check without a model: the folder holds images, a query, a positive --top."""
-    list_images(folder)
+def check_rank(folder: str | Path, query: str, top: Optional[int], recursive: bool = True, frames: bool = False,
+               checkpoints: Optional[str] = None) -> list[Path]:
+    """What rank can check without a model: the folder holds images, a query, a positive --top; the images."""
+    images = list_images(folder, recursive, frames, checkpoints)
     if top is not None and top < 1:
         raise UsageError(f"--top must be at least 1 (got {top})")
-    return check_text(query, "query")
+    check_text(query, "query")
+    return images
 
 
 def rank(perceptor: Perceptor, folder: str | Path, query: str, top: Optional[int] = None,
-         use_cache: bool = True, checkpoints: Optional[str] = None) -> RankResult:
-    """Text-to-image search: the folder's images by cosine similarity to the query, best first."""
-    query = check_rank(folder, query, top)
+         use_cache: bool = True, checkpoints: Optional[str] = None, recursive: bool = True,
+         frames: bool = False) -> RankResult:
+    """Text-to-image search: the folder's images (see list_images) by cosine similarity to the query, best first."""
+    images = check_rank(folder, query, top, recursive, frames, checkpoints)
     cache = EmbeddingCache.for_folder(Path(folder), model_key(perceptor), checkpoints) if use_cache else None
-    paths, embeds, skipped, computed = embed_folder(perceptor, folder, cache)
-    scores = (embeds @ embed_texts(perceptor, [query]).T).squeeze(1)
+    paths, embeds, skipped, computed = embed_folder(perceptor, images, cache)
+    scores = (embeds @ embed_texts(perceptor, [query.strip()]).T).squeeze(1)
     order = scores.argsort(descending=True)[:top].tolist()
     return RankResult([(paths[i], float(scores[i])) for i in order], skipped, computed, len(paths) - computed)

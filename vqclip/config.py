@@ -152,10 +152,19 @@ def _merge(base, other: Any, source: str):
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
         if "not in struct" in str(e) or "Key" in type(e).__name__ and "Missing" not in str(e):
-            raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: "
-                              f"{', '.join(_keys(OmegaConf.structured(Config)))}") from None
+            raise _unknown_key(key, source) from None
         message = str(e.msg if hasattr(e, "msg") else e).strip().splitlines() or [type(e).__name__]
         raise ConfigError(f"bad value for {key or 'config'} in {source}: {message[0]}") from None
+
+
+def _unknown_key(key: str, source: str) -> UnknownNameError:
+    """An unknown key: the closest settable keys, and the keys beside it (its section's, or the top level's)."""
+    keys = _keys(OmegaConf.structured(Config))
+    parent = key.rpartition(".")[0] if key.rpartition(".")[0] in keys else ""
+    siblings = ", ".join(k for k in keys if k.rpartition(".")[0] == parent)
+    leaves = [k for k in keys if not any(other.startswith(k + ".") for other in keys)]
+    see = f"the keys of {parent}: {siblings}" if parent else f"the top-level keys: {siblings}"
+    return UnknownNameError("config key", key, leaves, see=see, where=source)
 
 
 def _literal(data: Any, source: str):

@@ -33,9 +33,21 @@ def slugify(text: str, max_len: int = 60) -> str:
     return slug
 
 
+def safe_name(text: str, max_len: int = 80) -> str:
+    """A folder name as the user typed it (`--name animA` stays animA) when that is a safe file name: letters, digits
+    (any script), `-`, `_` and `.`. Else each run of other characters becomes one `-`; a leading `.` or `-` (hidden,
+    option-like), a trailing `.` and a reserved device name (con, nul ...) are never kept, so no name is a path."""
+    name = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", text)).lstrip(".-")[:max_len].rstrip(".")
+    while len(name.encode("utf-8")) > 200:  # file systems count bytes (255 at most): room for a -N suffix
+        name = name[:-1]
+    if not name or name.split(".")[0].lower() in _RESERVED:
+        name = f"run-{name}" if name else "untitled"
+    return name
+
+
 def unique_dir(parent: Path, name: str) -> Path:
-    """parent/name, or parent/name-2, -3 ... if taken: an earlier run is never overwritten."""
-    name = slugify(name, 80)
+    """parent/name, or parent/name-2, -3 ... if taken: an earlier run is never overwritten (see safe_name)."""
+    name = safe_name(name)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         for k in range(1, 10_000):

@@ -28,7 +28,7 @@ import numpy as np
 from .config import Config
 from .optimize import Step
 from .outputs import VideoWriter, save_png, unique_dir
-from .provenance import metadata
+from .provenance import describe_device, metadata
 from .state import SavedState, StateWriter, remove_state
 
 __all__ = ["Interrupted", "Layout", "ResumeAt", "RunResult", "RunWriter", "write_steps"]
@@ -123,11 +123,15 @@ class RunWriter:
         self.reused = at is not None
         self.states = StateWriter(self.folder) if state_meta is not None else None
         self.last: Optional[Step] = None
+        self.device: Optional[str] = None
         self.start = time.perf_counter()
 
     def _meta(self, step: Step, status: str) -> dict:
         loss = float(step.loss[self.index])
-        meta = {**metadata(self.cfg, self.plan, step.i, status, loss, step.extras), **dict(self.layout.extra)}
+        if self.device is None:  # the device the loop made the image on
+            self.device = describe_device(step.image.device)
+        meta = {**metadata(self.cfg, self.plan, step.i, status, loss, step.extras, self.device),
+                **dict(self.layout.extra)}
         if self.resumed:
             meta["resumed"] = json.dumps(self.resumed)
         return meta

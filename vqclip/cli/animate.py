@@ -29,7 +29,7 @@ from .common import (
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def animate(
     prompt: o.Prompt = None,
@@ -48,7 +48,8 @@ def animate(
     vqgan_ckpt: o.VqganCkpt = None,
     clip: o.Clip = None,
     size: o.Size = None,
-    steps: Annotated[Optional[int], typer.Option(help="Steps of the first frame.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help=f"Steps of the first frame (default {o.DEFAULTS.steps}).")] = None,
     seed: o.Seed = None,
     lr: o.Lr = None,
     cutn: o.Cutn = None,
@@ -93,6 +94,7 @@ def animate(
         try:
             result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step))
         except Interrupted as e:
+            bar.close()
             r = e.result
             hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
             typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)

@@ -30,7 +30,7 @@ from .common import (
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def batch(
     file: Annotated[Path, typer.Argument(help="Prompts: one per line ('#' comments, '## seed=3 steps=50' overrides), or .yaml/.jsonl jobs.")],

@@ -25,7 +25,7 @@ from .common import (
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def generate(
     prompt: o.Prompt = None,
@@ -81,6 +81,7 @@ def generate(
         try:
             result = run_image(run, on_step=bar.update)
         except Interrupted as e:
+            bar.close()
             r = e.result
             hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
             typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)

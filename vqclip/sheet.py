@@ -1,0 +1,69 @@
+"""A batch's contact sheet: its finished images in a grid, each labelled with its prompt (shortened) and seed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .outputs import save_png
+from .version import __version__
+
+__all__ = ["SHEET", "contact_sheet", "shorten"]
+
+SHEET = "contact_sheet.png"
+LABEL_WIDTH = 160  # a cell is at least this wide, so a label under a 32 px thumbnail still reads
+FONT_SIZE = 12
+PAD = 3
+
+
+def _font():
+    return ImageFont.load_default(size=FONT_SIZE)  # Pillow's bundled font: the same on every machine
+
+
+def shorten(text: str, font, width: float) -> str:
+    """text, cut at the end with "..." so that it fits `width` pixels in `font`."""
+    text = " ".join(text.split())  # a label is one line: newlines and runs of spaces become one space
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text.rstrip() + "..."
+
+
+def contact_sheet(out: Path, records: list[dict], tile: int = 256) -> Optional[Path]:
+    """A grid PNG of the batch's finished images in job order, each with its prompt and seed beneath; the PNG's
+    metadata lists each tile's prompt, seed, image and label."""
+    latest = {r["id"]: r for r in records if r.get("status") == "done" and r.get("image")
+              and (out / r["image"]).is_file()}
+    done = sorted(latest.values(), key=lambda r: (r["index"], r["id"]))
+    if not done:
+        return None
+    thumbs = []
+    for r in done:
+        with Image.open(out / r["image"]) as im:
+            im = im.convert("RGB")
+            im.thumbnail((tile, tile))
+            thumbs.append(im)
+    font = _font()
+    line = font.getbbox("Hg")[3] + 2
+    w, h = max(LABEL_WIDTH, *(t.width for t in thumbs)), max(t.height for t in thumbs)
+    cell_h = h + 2 * line + 2 * PAD
+    cols = math.ceil(math.sqrt(len(thumbs)))
+    grid = Image.new("RGB", (cols * w, math.ceil(len(thumbs) / cols) * cell_h), "white")
+    draw = ImageDraw.Draw(grid)
+    labels = []
+    for k, (t, r) in enumerate(zip(thumbs, done)):
+        x, y = (k % cols) * w, (k // cols) * cell_h
+        grid.paste(t, (x + (w - t.width) // 2, y + (h - t.height) // 2))
+        labels.append(shorten(r["prompt"], font, w - 2 * PAD))
+        draw.text((x + PAD, y + h + PAD), labels[-1], fill="black", font=font)
+        draw.text((x + PAD, y + h + PAD + line), f"seed {r['seed']}", fill=(90, 90, 90), font=font)
+    tiles = [{"tile": k, "prompt": r["prompt"], "seed": r["seed"], "image": r["image"], "label": label}
+             for k, (r, label) in enumerate(zip(done, labels))]
+    meta = {"prompts": json.dumps(tiles, ensure_ascii=False), "columns": cols, "vqclip_version": __version__,
+            "Software": f"vqclip {__version__}"}
+    return save_png(grid, out / SHEET, meta, overwrite=True)
