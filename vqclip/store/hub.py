@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ModelFilesMissing, UnknownNameError, UsageError
+from ..files import check_regular
 from ..locks import locked, temp_name, write_atomic
 from ..offline import is_offline
 from . import integrity
@@ -202,9 +203,8 @@ def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = Non
     if not name or "/" in name or os.sep in name or name.endswith((".yaml", ".yml")):
         raise UsageError(f"{name!r} is not a usable model name; use letters, digits, - and _")
     config, ckpt = Path(config).expanduser().resolve(), Path(ckpt).expanduser().resolve()
-    for p in (config, ckpt):
-        if not p.is_file():
-            raise ModelFilesMissing(f"{p} does not exist")
+    for p, what in ((config, "config"), (ckpt, "checkpoint")):
+        check_regular(p, f"the model's {what}", "give the path of a file", ModelFilesMissing)
     if check:  # a pair that does not load is refused now, not on the first generate
         load_vqgan(config, ckpt, name=name)
     base = checkpoints_dir(ckpt_dir)

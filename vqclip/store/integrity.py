@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CheckpointError
+from ..files import check_regular
 from ..locks import locked, write_atomic
 from .download import sha256_file
 
@@ -73,7 +74,7 @@ def record(path: Path, ckpt_dir: Path, sha256: str, source: Optional[str] = None
 
 def verify(path: Path, ckpt_dir: Path, expected: Optional[str] = None, hint: str = "") -> str:
     """Check path against the registry's hash or the lock's; record it when neither knows it. Returns the hash."""
-    path = Path(path)
+    path = check_regular(path, "model file", "put the model's own file there", CheckpointError)
     entry = recorded(path, ckpt_dir)
     want = expected or (entry or {}).get("sha256")
     st = path.stat()
