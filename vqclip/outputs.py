@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from .errors import OutputError
+from .errors import OutputError, UsageError
+from .files import read_regular
 from .images import to_array, to_pil
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -178,7 +180,7 @@ def append_jsonl(path: Path, record: dict) -> None:
     glue itself to this line. Only the process that owns the file appends to it.
     """
     path = Path(path)
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    line = (_dumps(record) + "\n").encode("utf-8")
     try:
         with open(path, "a+b") as f:
             size = f.seek(0, os.SEEK_END)
@@ -195,26 +197,52 @@ def append_jsonl(path: Path, record: dict) -> None:
             from None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSONL file (none if it is missing); a torn last line from a crash is ignored."""
+def read_jsonl(path: Path, check: Optional[Callable[[dict, str], dict]] = None) -> list[dict]:
+    """The records of a JSONL file (none if it is missing); a torn last line from a crash is ignored.
+
+    Every other line must be a JSON object, and pass `check(record, "<path> line N")` when given; else a
+    one-line UsageError names the line.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
-    lines = path.read_bytes().split(b"\n")
+    lines = read_regular(path, "the records file", "delete it or move it away").split(b"\n")
     records = []
     for k, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
             if k == len(lines) - 1:  # no newline after it: the append that a crash cut short
                 continue
-            raise OutputError(f"{path} line {k + 1} is not JSON; fix or delete that line and run again") from None
+            raise UsageError(f"{path} line {k + 1} is not JSON; fix or delete that line and run again") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{path} line {k + 1} is not a record (a JSON object); fix or delete that line and "
+                             f"run again")
+        records.append(check(record, f"{path} line {k + 1}") if check is not None else record)
     return records
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     """Replace a JSONL file atomically with `records`."""
-    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+    lines = [_dumps(r) + "\n" for r in records]
     return write_durably(Path(path), lambda f: f.writelines(lines), "w", encoding="utf-8")
+
+
+def _dumps(record: dict) -> str:
+    """One JSON line; NaN and infinities, which JSON cannot hold, are written as null."""
+    try:
+        return json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_nan_to_none(record), ensure_ascii=False, allow_nan=False)
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value

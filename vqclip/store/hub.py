@@ -196,8 +196,6 @@ def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = Non
 
     official: the files are a built-in model's, found elsewhere (`models import`), and are recorded by its name.
     """
-    from ..vqgan import load_vqgan
-
     if name in VQGAN_MODELS and not (official and not VQGAN_MODELS[name].bundled):
         raise UsageError(f"{name!r} is a built-in VQGAN name; pick another name for your model")
     if not name or "/" in name or os.sep in name or name.endswith((".yaml", ".yml")):
@@ -206,6 +204,8 @@ def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = Non
     for p, what in ((config, "config"), (ckpt, "checkpoint")):
         check_regular(p, f"the model's {what}", "give the path of a file", ModelFilesMissing)
     if check:  # a pair that does not load is refused now, not on the first generate
+        from ..vqgan import load_vqgan
+
         load_vqgan(config, ckpt, name=name)
     base = checkpoints_dir(ckpt_dir)
     source = "models import" if official else "models add"
