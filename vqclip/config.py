@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, UnknownNameError
-
 from .validate import validate
 
 
@@ -146,7 +145,21 @@ def _keys(node, prefix="") -> list[str]:
     return out
 
 
+def _group_given_a_value(base, other, prefix: str = "") -> None:
+    """`--set optim=3`: a group of keys given one value is named, with its keys (OmegaConf's own message is None)."""
+    if not (OmegaConf.is_dict(base) and OmegaConf.is_dict(other)):
+        return
+    for key in other:
+        if key in base and OmegaConf.is_dict(base[key]) and key != "keyframes":
+            if not OmegaConf.is_dict(other[key]):
+                keys = ", ".join(f"{prefix}{key}.{k}" for k in base[key])
+                raise ConfigError(f"{prefix}{key} is a group of keys ({keys}); set one of them, "
+                                  f"e.g. {prefix}{key}.{next(iter(base[key]))}=...")
+            _group_given_a_value(base[key], other[key], f"{prefix}{key}.")
+
+
 def _merge(base, other: Any, source: str):
+    _group_given_a_value(base, other)
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as e:
@@ -154,7 +167,7 @@ def _merge(base, other: Any, source: str):
         if "not in struct" in str(e) or "Key" in type(e).__name__ and "Missing" not in str(e):
             raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: "
                               f"{', '.join(_keys(OmegaConf.structured(Config)))}") from None
-        message = str(e.msg if hasattr(e, "msg") else e).strip().splitlines() or [type(e).__name__]
+        message = str(getattr(e, "msg", None) or e).strip().splitlines() or [type(e).__name__]
         raise ConfigError(f"bad value for {key or 'config'} in {source}: {message[0]}") from None
 
 

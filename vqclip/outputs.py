@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import secrets
 import unicodedata
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -20,7 +21,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from .errors import OutputError, UsageError
-from .files import read_regular
+from .files import open_regular, read_regular
 from .images import to_array, to_pil
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -66,17 +67,37 @@ def check_writable(folder: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: Optional[str] = None) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it to `path` only if the block completes."""
+def atomic_path(path: Path, suffix: Optional[str] = None, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it to `path` only if the block completes (never over an existing
+    file unless overwrite)."""
     suffix = suffix if suffix is not None else path.suffix
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(3)}.tmp{suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        place(tmp, path, overwrite)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def place(tmp: Path, path: Path, overwrite: bool = False) -> None:
+    """Rename a finished temp file to path; without overwrite, an existing path (even one made a moment ago by
+    another process) is an OutputError and stays as it was."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and refuses an existing name, unlike a rename
+    except FileExistsError:
+        raise OutputError(f"{path} already exists; vqclip does not overwrite outputs, choose another --out") from None
+    except OSError:  # a filesystem without hard links: check, then rename
+        if os.path.lexists(path):
+            raise OutputError(f"{path} already exists; vqclip does not overwrite outputs, choose another --out") \
+                from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def save_png(image: torch.Tensor | Image.Image, path: Path, metadata: dict, overwrite: bool = False) -> Path:
@@ -89,13 +110,13 @@ def save_png(image: torch.Tensor | Image.Image, path: Path, metadata: dict, over
     for key, value in metadata.items():
         if value is not None:
             info.add_itxt(key, str(value))
-    return write_durably(path, lambda f: pil.save(f, format="PNG", pnginfo=info))
+    return write_durably(path, lambda f: pil.save(f, format="PNG", pnginfo=info), overwrite=overwrite)
 
 
-def write_durably(path: Path, write, mode: str = "wb", **open_kwargs) -> Path:
+def write_durably(path: Path, write, mode: str = "wb", overwrite: bool = True, **open_kwargs) -> Path:
     """Call write(file) on a temporary sibling, fsync, then rename to `path`; OSError becomes OutputError."""
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, overwrite=overwrite) as tmp:
             with open(tmp, mode, **open_kwargs) as f:
                 write(f)
                 f.flush()
@@ -120,40 +141,43 @@ def save_tensors(data: dict, path: Path) -> Path:
 
 
 def read_png_metadata(path: str | os.PathLike) -> dict:
-    """The text chunks of a PNG written by vqclip."""
-    with Image.open(path) as im:
+    """The text chunks of a PNG written by vqclip (a regular file only: a FIFO never blocks the read)."""
+    with open_regular(path, "the PNG", "give a PNG written by vqclip") as f, Image.open(f) as im:
         im.load()
         return {str(k): str(v) for k, v in (getattr(im, "text", {}) or {}).items()}
 
 
 class VideoWriter:
-    """Streams frames into an mp4 (and optionally a gif) through imageio-ffmpeg's bundled ffmpeg."""
+    """Streams frames into an mp4 (and optionally a gif) through imageio-ffmpeg's bundled ffmpeg (vqclip.ffmpeg:
+    quiet, its exit status checked); neither file overwrites an existing one."""
 
-    def __init__(self, path: Path, fps: int = 10, gif: bool = False):
-        import imageio.v2 as imageio
+    def __init__(self, path: Path, fps: float = 10, gif: bool = False):
+        from .ffmpeg import Encoder
 
         self.path, self.fps = Path(path), fps
-        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.mp4")
-        # macro_block_size=8 keeps odd sizes encodable; libx264 yuv420p plays everywhere
-        self._mp4 = imageio.get_writer(self._tmp, fps=fps, codec="libx264", quality=8, macro_block_size=8,
-                                       pixelformat="yuv420p", ffmpeg_log_level="error")
+        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}-{secrets.token_hex(3)}.tmp.mp4")
+        self._mp4 = Encoder(self._tmp, fps, shown=self.path)
         self._gif_path = self.path.with_suffix(".gif") if gif else None
         self._gif_frames: list[np.ndarray] = []
         self.frames = 0
 
     def add(self, image: torch.Tensor | np.ndarray) -> None:
         frame = image if isinstance(image, np.ndarray) else to_array(image)
-        self._mp4.append_data(frame)
+        self._mp4.add(frame)
         if self._gif_path is not None:
             self._gif_frames.append(frame)
         self.frames += 1
 
     def close(self) -> list[Path]:
         """Finish the files and move them to their final names; returns the paths written."""
-        self._mp4.close()
+        try:
+            self._mp4.close()
+        except OutputError:
+            self._tmp.unlink(missing_ok=True)
+            raise
         written = []
         if self.frames:
-            os.replace(self._tmp, self.path)
+            place(self._tmp, self.path)
             written.append(self.path)
         else:
             self._tmp.unlink(missing_ok=True)
@@ -161,15 +185,18 @@ class VideoWriter:
             from PIL import Image as _Image
 
             frames = [_Image.fromarray(f) for f in self._gif_frames]
-            with atomic_path(self._gif_path) as tmp:
-                frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                               duration=int(1000 / self.fps), loop=0)
+            try:
+                with atomic_path(self._gif_path, overwrite=False) as tmp:
+                    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                   duration=max(1, round(1000 / self.fps)), loop=0)
+            except OSError as e:
+                raise OutputError(f"cannot write {self._gif_path} ({e.strerror or e}); free some space or choose "
+                                  f"another --out") from None
             written.append(self._gif_path)
         return written
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._mp4.close()
+        self._mp4.abort()
         self._tmp.unlink(missing_ok=True)
 
 

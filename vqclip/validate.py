@@ -84,8 +84,13 @@ def check_motion(zoom: float, rotate: float, pan) -> None:
     """An animation's camera move: a positive finite zoom, a finite rotation and two finite pan offsets."""
     if not (zoom > 0 and math.isfinite(zoom)):
         raise ConfigError(f"zoom must be positive (1 keeps the size, 1.02 zooms in 2% a frame), got {zoom}")
+    if not 0.01 <= zoom <= 100:
+        raise ConfigError(f"zoom must be between 0.01 and 100 a frame (1.02 zooms in 2% a frame), got {zoom:g}")
     if len(pan) != 2 or not all(math.isfinite(v) for v in (rotate, *pan)):
         raise ConfigError(f"rotate must be a number and pan two numbers (right, down), got {rotate} and {list(pan)}")
+    if abs(rotate) > 360 or any(abs(v) > 1e4 for v in pan):  # a frame's move: past these it only overflows
+        raise ConfigError(f"rotate must be within +-360 degrees and pan within +-10000 pixels a frame, got {rotate:g} "
+                          f"and {list(pan)}")
 
 
 def validate_speed(speed: SpeedConfig) -> None:
