@@ -16,11 +16,13 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .errors import ImageError, UsageError
 from .clip import Perceptor, load_clip, parse_clip_spec
+from .config import ModelConfig
 from .device import pick_device
+from .errors import ImageError, UsageError
+from .files import not_regular
 from .images import check_image, load_image
+from .locks import locked
 from .outputs import save_tensors
 from .store import checkpoints_dir, resolve_clip
 
@@ -29,7 +31,8 @@ log = logging.getLogger("vqclip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # a few of OpenAI's ImageNet templates; averaging over several phrasings makes zero-shot labels less brittle
-DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of a {}.")
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.",
+                     "a close-up photo of a {}.")
 
 _BATCH = 32  # images per forward pass: bounds memory on large folders
 _CACHE_VERSION = 1
@@ -155,12 +158,20 @@ def classify(perceptor: Perceptor, path: Path, labels: Sequence[str],
 # text-to-image search over a folder, with an embedding cache
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_images(folder: str | Path, note: bool = True) -> list[Path]:
     """The image files directly inside a folder (by suffix), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.is_dir():
+            continue
+        reason = not_regular(p)  # a FIFO or a link to a device is skipped with its reason, never opened
+        if reason is None:
+            images.append(p)
+        elif note:
+            log.warning(f"skipping {p.name}: it {reason}")
     if not images:
         raise ImageError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return images
@@ -204,7 +215,11 @@ class EmbeddingCache:
         try:
             data = torch.load(self.path, map_location="cpu", weights_only=True)
             if data.get("version") == _CACHE_VERSION and data.get("model") == self.model:
-                self.entries = dict(data["entries"])
+                entries = dict(data["entries"])
+                for entry in entries.values():  # vqclip's own file, but checked like any file from disk
+                    if not (isinstance(entry["embedding"], torch.Tensor) and len(entry["file"]) == 2):
+                        raise ValueError("not an embedding entry")
+                self.entries = entries
         except Exception as e:  # noqa: BLE001 - a broken cache is only a slower query, never an error
             log.warning(f"ignoring unreadable embedding cache {self.path} ({type(e).__name__}); recomputing")
 
@@ -218,8 +233,10 @@ class EmbeddingCache:
     def save(self, keep: Sequence[Path]) -> None:
         """Write the entries of `keep` only, so deleted files drop out of the cache."""
         wanted = {str(p.resolve()) for p in keep}
-        entries = {k: v for k, v in self.entries.items() if k in wanted}
-        save_tensors({"version": _CACHE_VERSION, "model": self.model, "entries": entries}, self.path)
+        with locked(self.path):  # another process may have saved this folder's cache meanwhile: keep its entries
+            disk = EmbeddingCache(self.path, self.model).entries if self.path.is_file() else {}
+            entries = {k: v for k, v in {**disk, **self.entries}.items() if k in wanted}
+            save_tensors({"version": _CACHE_VERSION, "model": self.model, "entries": entries}, self.path)
 
 
 @dataclass
@@ -256,7 +273,7 @@ def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[Embed
 
 def check_rank(folder: str | Path, query: str, top: Optional[int]) -> str:
     """What rank can check without a model: the folder holds images, a query, a positive --top."""
-    list_images(folder)
+    list_images(folder, note=False)
     if top is not None and top < 1:
         raise UsageError(f"--top must be at least 1 (got {top})")
     return check_text(query, "query")

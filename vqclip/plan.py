@@ -13,7 +13,8 @@ from typing import Callable, Hashable, Optional, TypeVar
 
 from .clip import ClipRef, check_clip
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, ModelFilesMissing
+from .files import check_regular
 from .images import check_image
 from .prompts import Prompt, parse_prompts, split_path_weight
 from .store import VQGANFiles, resolve_clip, resolve_vqgan
@@ -76,6 +77,9 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
     """
     files = (resolver or _resolve)(cfg)
     spec = _once(memo, ("vqgan", files.config), lambda: read_vqgan_yaml(files.config))
+    # a FIFO or a device as the weights is refused now by a stat, not when the load would block on it
+    _once(memo, ("weights", files.weights), lambda: check_regular(files.weights, f"VQGAN checkpoint of {files.name}",
+                                                                  "give the model's checkpoint", ModelFilesMissing))
     schedule = segments(cfg, unit) or [(0, "")]
     first = schedule[0][1]
     prompts = parse_prompts(first) if (first.strip() or need_prompt and not cfg.image_prompts) else []

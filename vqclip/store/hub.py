@@ -200,9 +200,9 @@ def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = Non
         raise UsageError(f"{name!r} is a built-in VQGAN name; pick another name for your model")
     if not name or "/" in name or os.sep in name or name.endswith((".yaml", ".yml")):
         raise UsageError(f"{name!r} is not a usable model name; use letters, digits, - and _")
-    config, ckpt = Path(config).expanduser().resolve(), Path(ckpt).expanduser().resolve()
     for p, what in ((config, "config"), (ckpt, "checkpoint")):
-        check_regular(p, f"the model's {what}", "give the path of a file", ModelFilesMissing)
+        check_regular(Path(p).expanduser(), f"the model's {what}", "give the path of a file", ModelFilesMissing)
+    config, ckpt = Path(config).expanduser().resolve(), Path(ckpt).expanduser().resolve()
     if check:  # a pair that does not load is refused now, not on the first generate
         from ..vqgan import load_vqgan
 

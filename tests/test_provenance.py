@@ -1,0 +1,66 @@
+"""`--from image.png` takes a run's prompts and settings, never its places: a PNG cannot say where outputs go or where
+models live, and files it names by path are used only with a warning that names them."""
+
+from pathlib import Path
+
+import yaml
+from PIL import Image, PngImagePlugin
+from typer.testing import CliRunner
+
+from vqclip.cli import app
+from vqclip.outputs import read_png_metadata
+from vqclip.provenance import config_for
+
+runner = CliRunner()
+
+
+def _reconfigured(png: Path, out: Path, **changes) -> Path:
+    """A copy of a vqclip PNG whose recorded config has `changes` (dotted keys) applied."""
+    meta = read_png_metadata(png)
+    config = yaml.safe_load(meta["config"])
+    for key, value in changes.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    info = PngImagePlugin.PngInfo()
+    for k, v in {**meta, "config": yaml.safe_dump(config)}.items():
+        info.add_itxt(k, v)
+    Image.open(png).save(out, pnginfo=info)
+    return out
+
+
+def test_a_png_never_decides_where_outputs_go_or_models_live(tiny_args, tmp_path):
+    first = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--seed", "3"])
+    assert first.exit_code == 0, first.output
+    png = Path(first.stdout.strip().splitlines()[-1])
+    elsewhere = tmp_path / "someone-elses" / "folder"
+    crafted = _reconfigured(png, tmp_path / "shared.png", **{"output.dir": str(elsewhere),
+                                                             "model.checkpoints_dir": str(tmp_path / "their-models")})
+    assert yaml.safe_load(read_png_metadata(crafted)["config"])["output"]["dir"] == str(elsewhere)
+    cfg = config_for(None, from_png=crafted)
+    assert cfg.output.dir == "outputs" and cfg.model.checkpoints_dir is None  # the defaults, not the PNG's
+    assert cfg.prompt == "a red circle" and cfg.seed == 3 and cfg.steps == 4  # its prompt and settings are taken
+    rerun = runner.invoke(app, ["generate", "--from", str(crafted), "--device", "cpu"])
+    assert rerun.exit_code == 0, rerun.output
+    made = Path(rerun.stdout.strip().splitlines()[-1]).resolve()
+    assert made.is_relative_to(tmp_path / "outputs") and not elsewhere.exists()  # cwd's outputs/, as by default
+    assert not (tmp_path / "their-models").exists()
+    assert made.read_bytes() != b"" and Image.open(made).size == Image.open(png).size
+
+
+def test_files_a_png_names_by_path_are_named_in_a_warning(tiny_args, tiny_models, tmp_path):
+    first = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--seed", "3"])
+    png = Path(first.stdout.strip().splitlines()[-1])
+    crafted = _reconfigured(png, tmp_path / "shared.png", init_image=str(png))
+    rerun = runner.invoke(app, ["generate", "--from", str(crafted), "--out", str(tmp_path / "again")])
+    assert rerun.exit_code == 0, rerun.output
+    [warning] = [line for line in rerun.stderr.splitlines() if line.startswith("warning:") and "by path" in line]
+    assert f"model.vqgan={tiny_models['vqgan']}" in warning and f"model.clip={tiny_models['clip']}" in warning
+    assert f"init_image={png}" in warning and "--vqgan" in warning
+    # options given on the command line replace what the PNG names, and are not warned about
+    again = runner.invoke(app, ["generate", "--from", str(crafted), "--out", str(tmp_path / "again"),
+                                "--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"],
+                                "--init-image", str(png)])
+    assert again.exit_code == 0 and "by path" not in again.stderr, again.output
