@@ -16,7 +16,7 @@ from vqclip.checkpoint import load_checkpoint
 from vqclip.cli import app
 from vqclip.clip import load_clip
 from vqclip.errors import CheckpointError, DownloadError, ModelFilesMissing
-from vqclip.store import download, hub, registry, resolve_vqgan
+from vqclip.store import download, hub, listing, registry, resolve_vqgan
 from vqclip.store.registry import Source
 from vqclip.vqgan import load_vqgan
 
@@ -170,7 +170,7 @@ def test_models_list_shows_every_model_its_size_state_and_path(server, tmp_path)
 def test_listing_knows_where_open_clip_fetches_the_usual_clips():
     import open_clip
 
-    for spec, (repo, _) in hub._HF_REPOS.items():
+    for spec, (repo, _) in listing._HF_REPOS.items():
         name, tag = spec.split(":")
         assert open_clip.get_pretrained_cfg(name, tag)["hf_hub"].rstrip("/") == repo
 

@@ -96,7 +96,8 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
         _once(memo, ("image", cfg.init_image), lambda: check_image(cfg.init_image, "init image"))
     width, height = _fit_size(cfg.width, cfg.height, spec.factor)
     ckpt_dir = cfg.model.checkpoints_dir
-    clips = [_once(memo, ("clip", c, ckpt_dir), lambda c=c: check_clip(resolve_clip(c), ckpt_dir)) for c in cfg.model.clip]
+    clips = [_once(memo, ("clip", c, ckpt_dir), lambda c=c: check_clip(resolve_clip(c), ckpt_dir))
+             for c in cfg.model.clip]
     return Plan(files, spec, clips, prompts, images, width, height, story, schedule, unit)
 
 

@@ -1,22 +1,21 @@
 """The model store: which models exist (registry), getting their files (download), trusting them (integrity).
 
-This is the API the rest of vqclip uses; the modules behind it are `registry`, `download`, `integrity` and `hub`.
+This is the API the rest of vqclip uses; the modules behind it are `registry`, `download`,
+`integrity`, `hub` and `listing`.
 """
 
 from .download import Progress, ProgressFn
 from .hub import (
-    USUAL_CLIPS,
-    ModelRow,
     VQGANFiles,
     add_vqgan,
     cache_loaded,
     convert_to_safetensors,
     download_clip,
     download_vqgan,
-    list_models,
     resolve_vqgan,
 )
 from .integrity import verify_all
+from .listing import USUAL_CLIPS, ModelRow, list_models
 from .registry import (
     VQGAN_MODELS,
     Located,
