@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -383,3 +385,23 @@ def test_a_second_batch_on_the_same_folder_is_refused_while_the_first_runs(tiny_
     assert second.stderr.strip().splitlines()[-1] == f"error: another vqclip batch is writing to {out}; let it " \
         "finish (then rerun to resume), or choose another --out"
     assert len(list(out.glob("0001-*"))) == 1 and not list(out.glob("0002-*"))  # nothing done twice
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 100)), deadline=None)
+@given(rows=st.lists(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                                  lambda inner: st.lists(inner, max_size=3) |
+                                  st.dictionaries(st.sampled_from(["id", "status", "image", "index", "prompt", "seed",
+                                                                   "loss", "x"]), inner, max_size=5),
+                                  max_leaves=10), max_size=5))
+def test_any_manifest_is_read_or_refused_in_one_line(rows, tmp_path_factory):
+    """Whatever the manifest holds, resume reads it or gives one UsageError, and the sheet never crashes."""
+    from vqclip.batch import contact_sheet, finished_ids
+
+    out = tmp_path_factory.mktemp("out")
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        records = read_manifest(out)
+        finished_ids(out)
+        contact_sheet(out, records)
+    except UsageError as e:
+        assert "\n" not in str(e)

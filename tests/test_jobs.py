@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from vqclip.batch import plan_jobs
@@ -125,3 +127,46 @@ def test_a_hundred_thousand_lines_are_planned_within_two_minutes_of_cpu(tmp_path
     seconds = _plan_seconds(tmp_path, 100_000)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert seconds < 120, f"{seconds:.1f} s of CPU, {peak:.0f} MB peak (load {os.getloadavg()[0]:.1f})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the class, not the examples: whatever a job file holds, reading and planning it succeeds or is a UsageError
+# (one line, exit 2), never "unexpected <SomeException>"
+
+_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | \
+    st.text(max_size=12)
+_keys = st.sampled_from(["prompt", "seed", "steps", "size", "width", "lr", "optim", "cutouts", "keyframes", "name",
+                         "model", "story_every", "init_image", "image_prompts", "animation", "nope", "speed"])
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) |
+                       st.dictionaries(_keys | st.text(max_size=6), inner, max_size=3), max_leaves=8)
+_jobs = st.lists(st.text(max_size=20) | st.dictionaries(_keys, _values, max_size=4), min_size=1, max_size=4)
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(jobs=_jobs)
+def test_any_yaml_or_jsonl_job_file_is_planned_or_refused_in_one_line(jobs, tmp_path_factory):
+    import json as _json
+
+    import yaml as _yaml
+
+    folder = tmp_path_factory.mktemp("jobs")
+    base = resolve(["toy"])
+    (folder / "j.jsonl").write_text("\n".join(_json.dumps(j) for j in jobs) + "\n")
+    (folder / "j.yaml").write_text(_yaml.safe_dump(jobs))
+    for path in (folder / "j.jsonl", folder / "j.yaml"):
+        try:
+            plan_jobs(read_jobs(path), base, 0)
+        except UsageError as e:
+            assert "\n" not in str(e).strip()
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 80)), deadline=None)
+@given(text=st.text(max_size=200), suffix=st.sampled_from([".txt", ".yaml", ".jsonl"]))
+def test_any_text_as_a_job_file_is_read_or_refused_in_one_line(text, suffix, tmp_path_factory):
+    path = tmp_path_factory.mktemp("jobs") / f"j{suffix}"
+    path.write_text(text)
+    try:
+        read_jobs(path)
+    except UsageError:
+        pass

@@ -1,9 +1,12 @@
+import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiny import TINY_DDCONFIG, write_vqgan
 
 from vqclip.checkpoint import load_checkpoint
@@ -202,7 +205,6 @@ def test_model_yaml_is_data_only_and_bounded(case, text, fragment, tiny_models, 
 
 
 def test_special_files_as_model_files_are_refused_without_blocking(tiny_models, tmp_path):
-    import os
 
     os.mkfifo(tmp_path / "fifo.yaml")
     (tmp_path / "zero.ckpt").symlink_to("/dev/zero")
@@ -210,3 +212,18 @@ def test_special_files_as_model_files_are_refused_without_blocking(tiny_models, 
         read_vqgan_yaml(tmp_path / "fifo.yaml")
     with pytest.raises(ModelFilesMissing, match=r"is a link to /dev/zero, a character device"):
         load_checkpoint(tmp_path / "zero.ckpt")
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 150)), deadline=None)
+@given(text=st.text(max_size=300) | st.builds(lambda mult, ch, n: _tiny_yaml(ch_mult=mult, ch=ch, n_embed=n),
+                                             st.sampled_from(["[1, 2]", "[]", "1", "[0]", "[-1, 2]", "[1, true]",
+                                                              "{a: 1}", "[1.5, 2]", "null"]),
+                                             st.sampled_from(["32", "0", "-1", "1e3", "[1]", "'x'", "null"]),
+                                             st.sampled_from(["64", "0", "true", "99999999999999999999"])))
+def test_any_text_as_a_model_yaml_is_read_or_refused_in_one_line(text, tmp_path_factory):
+    path = tmp_path_factory.mktemp("yaml") / "m.yaml"
+    path.write_text(text)
+    try:
+        read_vqgan_yaml(path)
+    except (ConfigError, ModelFilesMissing) as e:
+        assert "\n" not in str(e)

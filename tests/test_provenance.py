@@ -1,9 +1,12 @@
 """`--from image.png` takes a run's prompts and settings, never its places: a PNG cannot say where outputs go or where
 models live, and files it names by path are used only with a warning that names them."""
 
+import os
 from pathlib import Path
 
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
@@ -64,3 +67,25 @@ def test_files_a_png_names_by_path_are_named_in_a_warning(tiny_args, tiny_models
                                 "--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"],
                                 "--init-image", str(png)])
     assert again.exit_code == 0 and "by path" not in again.stderr, again.output
+
+
+_values = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                     max_size=3), max_leaves=8)
+_keys = st.sampled_from(["prompt", "seed", "steps", "width", "output", "model", "optim", "cutouts", "keyframes",
+                         "image_prompts", "init_image", "animation", "speed", "story_every", "nope"])
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 100)), deadline=None)
+@given(config=st.dictionaries(_keys, _values, max_size=5) | _values)
+def test_any_recorded_config_is_taken_or_refused_in_one_line(config, tmp_path_factory):
+    from vqclip.errors import UsageError
+
+    png = tmp_path_factory.mktemp("png") / "x.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("config", yaml.safe_dump(config))
+    Image.new("RGB", (8, 8)).save(png, pnginfo=info)
+    try:
+        config_for(None, from_png=png)
+    except UsageError as e:
+        assert "\n" not in str(e)

@@ -38,6 +38,7 @@ def validate(cfg: Config) -> None:
     for key, value in {**floats, "output.fps": cfg.output.fps}.items():
         if value > HIGHEST[key]:
             raise ConfigError(f"{key} must be at most {HIGHEST[key]:g}, got {value:g}")
+    _check_lists(cfg)
     validate_speed(cfg.speed)
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
@@ -78,6 +79,19 @@ def check_weight(weight: float, what: str) -> float:
     if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
         raise ConfigError(f"{what} has weight {weight:g}; use a weight between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}")
     return weight
+
+
+def _check_lists(cfg: Config) -> None:
+    """What OmegaConf's List[str] lets through (a list nested in it): every item of the type its field holds."""
+    texts = {"image_prompts": cfg.image_prompts, "model.clip": cfg.model.clip, "cutouts.augments": cfg.cutouts.augments,
+             "keyframes": list(cfg.keyframes.values())}
+    for key, items in texts.items():
+        for item in items:
+            if not isinstance(item, str):
+                raise ConfigError(f"{key} holds {item!r:.40}; each item must be text")
+    for value in cfg.animation.pan:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"animation.pan must be two numbers (right, down), got {list(cfg.animation.pan)!r:.60}")
 
 
 def check_motion(zoom: float, rotate: float, pan) -> None:
