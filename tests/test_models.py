@@ -205,7 +205,6 @@ def test_model_yaml_is_data_only_and_bounded(case, text, fragment, tiny_models, 
 
 
 def test_special_files_as_model_files_are_refused_without_blocking(tiny_models, tmp_path):
-
     os.mkfifo(tmp_path / "fifo.yaml")
     (tmp_path / "zero.ckpt").symlink_to("/dev/zero")
     with pytest.raises(ModelFilesMissing, match="is a FIFO"):

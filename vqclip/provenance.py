@@ -94,14 +94,15 @@ def _recorded_paths(data: dict) -> list[str]:
     found = []
     if isinstance(vqgan, str) and (vqgan.endswith((".yaml", ".yml")) or "/" in vqgan or "\\" in vqgan):
         found.append(("model.vqgan", vqgan))
-    if ckpt:
+    if isinstance(ckpt, str):
         found.append(("model.vqgan_ckpt", ckpt))
     for clip in clips if isinstance(clips, list) else []:
         if isinstance(clip, str) and ("/" in clip or "\\" in clip or clip.startswith("local-dir:")):
             found.append(("model.clip", clip))
-    if _get(data, "init_image"):
+    if isinstance(_get(data, "init_image"), str):
         found.append(("init_image", _get(data, "init_image")))
-    for item in _get(data, "image_prompts") or []:
+    images = _get(data, "image_prompts")
+    for item in images if isinstance(images, list) else []:  # anything else is refused by `resolve` next
         found.append(("image_prompts", item))
     return [f"{k}={v}" for k, v in found]
 
