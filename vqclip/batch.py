@@ -37,15 +37,23 @@ from .errors import ConfigError, UsageError
 from .fast_config import apply_plain
 from .inflight import InFlight, in_flight
 from .jobs import Job
-from .manifest import MANIFEST, check_record, claimed, image_problem, latest_done
+from .manifest import (
+    claimed,
+    finished_ids,
+    image_problem,
+    latest_done,
+    manifest_path,
+    merge_manifests,
+    read_manifest,
+)
 from .memory import SUGGEST_SHARE, Workload, available_bytes
 from .optimize import Step
-from .outputs import append_jsonl, check_writable, read_jsonl, save_png, write_jsonl
+from .outputs import append_jsonl, check_writable, save_png
 from .plan import Plan
 from .provenance import run_name
+from .resume import check_models
 from .runner import ModelCache, VQGANFinder, plan_run, prepare_run
 from .shard import Shard
-from .resume import check_models
 from .story import is_story
 from .validate import check_seed
 from .version import __version__
@@ -151,39 +159,6 @@ def make_groups(planned: list[Planned], batch_size: int,
     for p in planned:
         by_key.setdefault((group_key(p.cfg), (starts or {}).get(p.job.id, 0)), []).append(p)
     return [g[k:k + batch_size] for g in by_key.values() for k in range(0, len(g), batch_size)]
-
-
-def manifest_path(out: Path, shard: Shard) -> Path:
-    return out / (MANIFEST if shard.world == 1 else f"manifest.rank{shard.rank}.jsonl")
-
-
-def read_manifest(out: Path) -> list[dict]:
-    """All records: the merged manifest, then any rank shards not merged yet (a killed multi-rank run); every row
-    is checked (see vqclip.manifest)."""
-    records = read_jsonl(out / MANIFEST, check_record)
-    for shard in sorted(out.glob("manifest.rank*.jsonl")):
-        records += read_jsonl(shard, check_record)
-    return records
-
-
-def finished_ids(out: Path, note: bool = False) -> set[str]:
-    """Ids of the jobs whose last done image is whole; with note, each damaged one is named as made again."""
-    return set(latest_done(out, read_manifest(out), note))
-
-
-def merge_manifests(out: Path) -> Path:
-    """Fold the rank shards into manifest.jsonl (atomically), then drop them; rerunning it is harmless."""
-    shards = sorted(out.glob("manifest.rank*.jsonl"))
-    records, seen = [], set()
-    for r in read_manifest(out):
-        line = json.dumps(r, sort_keys=True)
-        if line not in seen:
-            seen.add(line)
-            records.append(r)
-    write_jsonl(out / MANIFEST, records)
-    for shard in shards:
-        shard.unlink(missing_ok=True)
-    return out / MANIFEST
 
 
 def _model_key(p: Planned) -> str:

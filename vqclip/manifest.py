@@ -12,6 +12,7 @@ all the ranks of its torchrun group, and a second batch on the folder is refused
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path, PurePosixPath
@@ -20,9 +21,11 @@ from typing import Iterator, Optional
 from .errors import UsageError, first_line
 from .files import not_regular
 from .locks import try_lock
+from .outputs import read_jsonl, write_jsonl
 from .shard import Shard
 
-__all__ = ["MANIFEST", "check_record", "claimed", "image_problem", "latest_done"]
+__all__ = ["MANIFEST", "check_record", "claimed", "finished_ids", "image_problem", "latest_done", "manifest_path",
+           "merge_manifests", "read_manifest"]
 
 log = logging.getLogger("vqclip")
 
@@ -97,3 +100,36 @@ def claimed(out: Path, shard: Shard) -> Iterator[None]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def manifest_path(out: Path, shard: Shard) -> Path:
+    return out / (MANIFEST if shard.world == 1 else f"manifest.rank{shard.rank}.jsonl")
+
+
+def read_manifest(out: Path) -> list[dict]:
+    """All records: the merged manifest, then any rank shards not merged yet (a killed multi-rank run); every row
+    is checked (see vqclip.manifest)."""
+    records = read_jsonl(out / MANIFEST, check_record)
+    for shard in sorted(out.glob("manifest.rank*.jsonl")):
+        records += read_jsonl(shard, check_record)
+    return records
+
+
+def finished_ids(out: Path, note: bool = False) -> set[str]:
+    """Ids of the jobs whose last done image is whole; with note, each damaged one is named as made again."""
+    return set(latest_done(out, read_manifest(out), note))
+
+
+def merge_manifests(out: Path) -> Path:
+    """Fold the rank shards into manifest.jsonl (atomically), then drop them; rerunning it is harmless."""
+    shards = sorted(out.glob("manifest.rank*.jsonl"))
+    records, seen = [], set()
+    for r in read_manifest(out):
+        line = json.dumps(r, sort_keys=True)
+        if line not in seen:
+            seen.add(line)
+            records.append(r)
+    write_jsonl(out / MANIFEST, records)
+    for shard in shards:
+        shard.unlink(missing_ok=True)
+    return out / MANIFEST

@@ -141,8 +141,9 @@ def save_tensors(data: dict, path: Path) -> Path:
 
 
 def read_png_metadata(path: str | os.PathLike) -> dict:
-    """The text chunks of a PNG written by vqclip (a regular file only: a FIFO never blocks the read)."""
-    with open_regular(path, "the PNG", "give a PNG written by vqclip") as f, Image.open(f) as im:
+    """The text chunks of a PNG written by vqclip; OSError if it cannot be read (a FIFO or a device is refused as
+    one, never opened)."""
+    with open_regular(path, "the PNG", error=OSError) as f, Image.open(f) as im:
         im.load()
         return {str(k): str(v) for k, v in (getattr(im, "text", {}) or {}).items()}
 
