@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import write_clip
 from typer.testing import CliRunner
 
-from tiny import write_clip
 from vqclip import clip_tools, toy
 from vqclip.cli import app
 from vqclip.clip import Perceptor, load_clip
@@ -290,3 +290,21 @@ def test_toy_rank_puts_matching_images_first(tmp_path):
     result, rows, _ = invoke("rank", folder, "a red circle", "--clip", "toy", "--top", "3")
     assert result.exit_code == 0, result.output
     assert {Path(p).name for _, p in rows} == expected
+
+
+def test_two_processes_saving_one_folders_cache_keep_both_entries(tmp_path):
+    """The cache's save is a read-modify-write under its lock: what another process saved meanwhile survives."""
+    images = []
+    for k in range(2):
+        images.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.full((8, 8, 3), k * 90, np.uint8)).save(images[-1])
+    path = tmp_path / "cache.pt"
+    first, second = clip_tools.EmbeddingCache(path, "m"), clip_tools.EmbeddingCache(path, "m")  # both read it empty
+    first.put(images[0], torch.ones(4))
+    first.save(keep=images)
+    second.put(images[1], torch.zeros(4))
+    second.save(keep=images)
+    again = clip_tools.EmbeddingCache(path, "m")
+    assert torch.equal(again.get(images[0]), torch.ones(4)) and torch.equal(again.get(images[1]), torch.zeros(4))
+    torch.save({"version": 1, "model": "m", "entries": {"x": {"file": 3}}}, path)  # vqclip's file, but damaged
+    assert clip_tools.EmbeddingCache(path, "m").entries == {}
