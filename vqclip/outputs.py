@@ -150,12 +150,13 @@ def read_png_metadata(path: str | os.PathLike) -> dict:
 
 class VideoWriter:
     """Streams frames into an mp4 (and optionally a gif) through imageio-ffmpeg's bundled ffmpeg (vqclip.ffmpeg:
-    quiet, its exit status checked); neither file overwrites an existing one."""
+    quiet, its exit status checked); neither file replaces an existing one, unless overwrite (a resumed run
+    replacing its own earlier video, which it has read back)."""
 
-    def __init__(self, path: Path, fps: float = 10, gif: bool = False):
+    def __init__(self, path: Path, fps: float = 10, gif: bool = False, overwrite: bool = False):
         from .ffmpeg import Encoder
 
-        self.path, self.fps = Path(path), fps
+        self.path, self.fps, self.overwrite = Path(path), fps, overwrite
         self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}-{secrets.token_hex(3)}.tmp.mp4")
         self._mp4 = Encoder(self._tmp, fps, shown=self.path)
         self._gif_path = self.path.with_suffix(".gif") if gif else None
@@ -178,7 +179,7 @@ class VideoWriter:
             raise
         written = []
         if self.frames:
-            place(self._tmp, self.path)
+            place(self._tmp, self.path, self.overwrite)
             written.append(self.path)
         else:
             self._tmp.unlink(missing_ok=True)
@@ -187,7 +188,7 @@ class VideoWriter:
 
             frames = [_Image.fromarray(f) for f in self._gif_frames]
             try:
-                with atomic_path(self._gif_path, overwrite=False) as tmp:
+                with atomic_path(self._gif_path, overwrite=self.overwrite) as tmp:
                     frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                    duration=max(1, round(1000 / self.fps)), loop=0)
             except OSError as e:
