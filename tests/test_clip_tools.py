@@ -372,3 +372,21 @@ def test_preset_toy_is_clip_toy():
                           for how in (["--preset", "toy"], ["--clip", "toy"]))
     assert by_preset[0].exit_code == 0, by_preset[0].output
     assert by_preset[1] == by_clip[1] and len(by_preset[1]) == 2
+
+
+def test_two_processes_saving_one_folders_cache_keep_both_entries(tmp_path):
+    """The cache's save is a read-modify-write under its lock: what another process saved meanwhile survives."""
+    images = []
+    for k in range(2):
+        images.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.full((8, 8, 3), k * 90, np.uint8)).save(images[-1])
+    path = tmp_path / "cache.pt"
+    first, second = clip_tools.EmbeddingCache(path, "m"), clip_tools.EmbeddingCache(path, "m")  # both read it empty
+    first.put(images[0], torch.ones(4))
+    first.save(keep=images)
+    second.put(images[1], torch.zeros(4))
+    second.save(keep=images)
+    again = clip_tools.EmbeddingCache(path, "m")
+    assert torch.equal(again.get(images[0]), torch.ones(4)) and torch.equal(again.get(images[1]), torch.zeros(4))
+    torch.save({"version": 1, "model": "m", "entries": {"x": {"file": 3}}}, path)  # vqclip's file, but damaged
+    assert clip_tools.EmbeddingCache(path, "m").entries == {}

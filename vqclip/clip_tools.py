@@ -9,27 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .clip import Perceptor, load_clip, parse_clip_spec
 from .config import ModelConfig
 from .device import pick_device
 from .errors import ImageError, UsageError
+from .image_files import IMAGE_SUFFIXES, list_images  # noqa: F401  (IMAGE_SUFFIXES: for callers)
 from .images import check_image, load_image
+from .locks import locked
 from .outputs import save_tensors
-from .sheet import SHEET
 from .store import checkpoints_dir, resolve_clip
 
 log = logging.getLogger("vqclip")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # a few of OpenAI's ImageNet templates; averaging over several phrasings makes zero-shot labels less brittle
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.",
@@ -159,38 +157,6 @@ def classify(perceptor: Perceptor, path: Path, labels: Sequence[str],
 # text-to-image search over a folder, with an embedding cache
 
 
-def list_images(folder: str | Path, recursive: bool = True, frames: bool = False,
-                checkpoints: Optional[str] = None) -> list[Path]:
-    """The image files (by suffix) in a folder and, when recursive, its subfolders, sorted by path. Skipped: hidden
-    files and folders (vqclip's temporary files), animated GIFs (progress videos), batch contact sheets, the
-    checkpoints folder (models, caches) and, unless `frames`, a run's frames/ (a run counts once, by final.png)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ImageError(f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder")
-    skip = checkpoints_dir(checkpoints).resolve()
-    images = []
-    for root, dirs, files in os.walk(folder):  # symlinked folders are not followed: no loops
-        here = Path(root)
-        dirs[:] = [d for d in dirs if recursive and not d.startswith(".") and (here / d).resolve() != skip
-                   and (frames or d != "frames" or not (here / "final.png").is_file())]
-        images += [here / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")
-                   and not (f == SHEET and (here / "manifest.jsonl").is_file())
-                   and not (f.lower().endswith(".gif") and _is_animation(here / f))]
-    if not images:
-        where = " or its subfolders" if recursive else ""
-        raise ImageError(f"folder {folder}{where} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return sorted(images, key=lambda p: p.relative_to(folder).parts)
-
-
-def _is_animation(path: Path) -> bool:
-    """A GIF of several frames (vqclip's progress.gif, animation.gif): a video, not an image to rank."""
-    try:
-        with Image.open(path) as im:
-            return path.suffix.lower() == ".gif" and bool(getattr(im, "is_animated", False))
-    except OSError:
-        return False  # unreadable: rank reports it as skipped
-
-
 def model_key(perceptor: Perceptor) -> str:
     """Names the weights: the spec, plus size and mtime of local weight files so retrained weights miss the cache."""
     spec = parse_clip_spec(perceptor.name)
@@ -229,7 +195,11 @@ class EmbeddingCache:
         try:
             data = torch.load(self.path, map_location="cpu", weights_only=True)
             if data.get("version") == _CACHE_VERSION and data.get("model") == self.model:
-                self.entries = dict(data["entries"])
+                entries = dict(data["entries"])
+                for entry in entries.values():  # vqclip's own file, but checked like any file from disk
+                    if not (isinstance(entry["embedding"], torch.Tensor) and len(entry["file"]) == 2):
+                        raise ValueError("not an embedding entry")
+                self.entries = entries
         except Exception as e:  # noqa: BLE001 - a broken cache is only a slower query, never an error
             log.warning(f"ignoring unreadable embedding cache {self.path} ({type(e).__name__}); recomputing")
 
@@ -243,8 +213,10 @@ class EmbeddingCache:
     def save(self, keep: Sequence[Path]) -> None:
         """Write the entries of `keep` only, so deleted files drop out of the cache."""
         wanted = {str(p.resolve()) for p in keep}
-        entries = {k: v for k, v in self.entries.items() if k in wanted}
-        save_tensors({"version": _CACHE_VERSION, "model": self.model, "entries": entries}, self.path)
+        with locked(self.path):  # another process may have saved this folder's cache meanwhile: keep its entries
+            disk = EmbeddingCache(self.path, self.model).entries if self.path.is_file() else {}
+            entries = {k: v for k, v in {**disk, **self.entries}.items() if k in wanted}
+            save_tensors({"version": _CACHE_VERSION, "model": self.model, "entries": entries}, self.path)
 
 
 @dataclass
@@ -279,9 +251,9 @@ def embed_folder(perceptor: Perceptor, images: Sequence[Path], cache: Optional[E
 
 
 def check_rank(folder: str | Path, query: str, top: Optional[int], recursive: bool = True, frames: bool = False,
-               checkpoints: Optional[str] = None) -> list[Path]:
+               checkpoints: Optional[str] = None, note: bool = False) -> list[Path]:
     """What rank can check without a model: the folder holds images, a query, a positive --top; the images."""
-    images = list_images(folder, recursive, frames, checkpoints)
+    images = list_images(folder, recursive, frames, checkpoints, note)
     if top is not None and top < 1:
         raise UsageError(f"--top must be at least 1 (got {top})")
     check_text(query, "query")
@@ -292,7 +264,7 @@ def rank(perceptor: Perceptor, folder: str | Path, query: str, top: Optional[int
          use_cache: bool = True, checkpoints: Optional[str] = None, recursive: bool = True,
          frames: bool = False) -> RankResult:
     """Text-to-image search: the folder's images (see list_images) by cosine similarity to the query, best first."""
-    images = check_rank(folder, query, top, recursive, frames, checkpoints)
+    images = check_rank(folder, query, top, recursive, frames, checkpoints, note=True)
     cache = EmbeddingCache.for_folder(Path(folder), model_key(perceptor), checkpoints) if use_cache else None
     paths, embeds, skipped, computed = embed_folder(perceptor, images, cache)
     scores = (embeds @ embed_texts(perceptor, [query.strip()]).T).squeeze(1)

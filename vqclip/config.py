@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, UnknownNameError
-
 from .validate import validate
 
 
@@ -146,15 +145,31 @@ def _keys(node, prefix="") -> list[str]:
     return out
 
 
+def _group_given_a_value(base, other, prefix: str = "") -> None:
+    """`--set optim=3`: a group of keys given one value is named, with its keys (OmegaConf's own message is None)."""
+    if not (OmegaConf.is_dict(base) and OmegaConf.is_dict(other)):
+        return
+    for key in other:
+        if key in base and OmegaConf.is_dict(base[key]) and key != "keyframes":
+            if not OmegaConf.is_dict(other[key]):
+                keys = ", ".join(f"{prefix}{key}.{k}" for k in base[key])
+                raise ConfigError(f"{prefix}{key} is a group of keys ({keys}); set one of them, "
+                                  f"e.g. {prefix}{key}.{next(iter(base[key]))}=...")
+            _group_given_a_value(base[key], other[key], f"{prefix}{key}.")
+
+
 def _merge(base, other: Any, source: str):
+    _group_given_a_value(base, other)
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
         if "not in struct" in str(e) or "Key" in type(e).__name__ and "Missing" not in str(e):
             raise _unknown_key(key, source) from None
-        message = str(e.msg if hasattr(e, "msg") else e).strip().splitlines() or [type(e).__name__]
+        message = str(getattr(e, "msg", None) or e).strip().splitlines() or [type(e).__name__]
         raise ConfigError(f"bad value for {key or 'config'} in {source}: {message[0]}") from None
+    except (TypeError, ValueError) as e:  # OmegaConf raises these too, e.g. merging a list into a mapping
+        raise ConfigError(f"bad value in {source}: {str(e).strip()[:120] or type(e).__name__}") from None
 
 
 def _unknown_key(key: str, source: str) -> UnknownNameError:
@@ -176,7 +191,8 @@ def _literal(data: Any, source: str):
     try:
         node = OmegaConf.create(data)
     except Exception as e:  # noqa: BLE001 - yaml errors come in many types
-        raise ConfigError(f"{source} is not valid YAML ({str(e).strip().splitlines()[0]})") from None
+        raise ConfigError(f"{source} is not valid YAML ({(str(e).strip().splitlines() or [type(e).__name__])[0]})") \
+            from None
     if not OmegaConf.is_dict(node):
         raise ConfigError(f"{source} must be a mapping of config keys, not a list or a value")
     return OmegaConf.create(_escape(OmegaConf.to_container(node, resolve=False)))
@@ -227,6 +243,9 @@ def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, option
 def numbered_keyframes(data: dict, source: str) -> dict:
     """Keyframe keys as numbers: `--set keyframes.150=...` and JSON jobs give them as text."""
     given = data.get("keyframes")
+    if given is not None and not isinstance(given, dict):
+        raise ConfigError(f"{source}: keyframes map step (or frame) numbers to prompts, got {given!r:.40}; "
+                          f"e.g. {{0: a seed, 150: a sapling}}")
     if not isinstance(given, dict):
         return data
     keyframes = {}
@@ -259,8 +278,13 @@ def _nest(flat: dict) -> dict:
             continue
         node = out
         *parents, leaf = key.split(".")
-        for p in parents:
+        for k, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):  # {"optim": 3, "optim.lr": 0.1}: a value and a group at once
+                raise ConfigError(f"{'.'.join(parents[:k + 1])} is given as a value and as a group of keys "
+                                  f"({key}); give one of them")
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            raise ConfigError(f"{key} is given as a value and as a group of keys; give one of them")
         node[leaf] = value
     return out
 

@@ -25,10 +25,10 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
+from .clip import ClipRef, meta_clip
 from .config import SpeedConfig
 from .errors import ConfigError, OutOfMemory
 from .fastpath import REFERENCE, FastPath, resolve
-from .clip import ClipRef, meta_clip
 from .vqgan import VQGAN, VQGANSpec
 
 # the share of free memory a suggested size may use; the rest is left for what the estimate leaves out
@@ -66,7 +66,11 @@ def _meta_vqgan(spec_json: str, bf16: bool = False) -> VQGAN:
 
 @functools.lru_cache(maxsize=8)
 def _meta_clip(spec: str | ClipRef, bf16: bool):
-    return meta_clip(spec).to(_dtype(bf16))
+    # under the meta device as a default too: open_clip builds some buffers (the text tower's causal mask,
+    # context_length^2 floats) with a bare torch.empty before moving the model, which allocated 6 GB for a
+    # crafted context_length of 40000
+    with torch.device("meta"):
+        return meta_clip(spec).to(_dtype(bf16))
 
 
 def _spec_key(spec: VQGANSpec) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 
 from .errors import PromptError
 from .ops import replace_grad, spherical_dist
+from .validate import MAX_WEIGHT
 
 log = logging.getLogger("vqclip")
 
@@ -62,6 +63,9 @@ def parse_prompt(spec: str) -> Prompt:
         raise PromptError(f"prompt {spec!r} has no text; write it as 'text', 'text:weight' or 'text:weight:stop'")
     if not all(math.isfinite(n) for n in numbers):
         raise PromptError(f"prompt {spec!r} has a weight or stop too large to be a number; use e.g. 'text:1.5:0.8'")
+    if numbers and abs(numbers[0]) > MAX_WEIGHT:  # 1e308 is finite, but every loss it weighs overflows to inf
+        raise PromptError(f"prompt {spec!r} has weight {numbers[0]:g}; use a weight between -{MAX_WEIGHT:g} and "
+                          f"{MAX_WEIGHT:g}")
     if numbers and numbers[0] == 0:
         raise PromptError(f"prompt {spec!r} has weight 0; use a positive weight, or a negative one to push away")
     if numbers and abs(numbers[0]) > LARGE_WEIGHT:

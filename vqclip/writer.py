@@ -116,7 +116,8 @@ class RunWriter:
         self.folder = at.folder if at else unique_dir(Path(parent), name)
         if at:
             _drop_frames_from(self.folder / "frames", layout.frame_name, at.step)
-        self.video = (VideoWriter(self.folder / layout.video_name, layout.fps, layout.gif)
+        # a resumed run replaces its own video, which `_seed_video` reads back first
+        self.video = (VideoWriter(self.folder / layout.video_name, layout.fps, layout.gif, overwrite=at is not None)
                       if layout.video_every else None)
         if at and self.video is not None:
             self._seed_video(at.step)
