@@ -112,7 +112,7 @@ def folder(name, **text):
     d = Path(sys.argv[1]) / name
     d.mkdir()
     (d / "open_clip_config.json").write_text(json.dumps(cfg))
-    return f"local-dir:{d}"
+    return f"local-dir:{d}:random"  # shapes only: no weights needed
 
 def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

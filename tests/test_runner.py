@@ -149,7 +149,8 @@ def test_each_model_file_is_verified_and_hashed_at_most_once_per_run(mirror, tin
         assert all(n == 1 for n in verified.values()), verified
         assert all(n == 1 for n in hashed.values()), hashed
         if run == 0:  # the download hashed each file as it arrived, the cache was hashed once as it was written
-            assert verified == Counter() and len(hashed) == 3, (verified, hashed)
+            # (from the download's own check that the file loads); the run then finds that cache by its stat
+            assert all(n.endswith(".safetensors") for n in verified) and len(hashed) == 3, (verified, hashed)
     cache = [n for n in verified if n.endswith(".safetensors")]
     assert set(verified) == {f"{NAME}.yaml", f"{NAME}.ckpt", *cache} and len(cache) == 1, verified
     assert hashed == Counter(), "an unchanged file is not hashed again (its size and mtime are in the lock)"

@@ -41,7 +41,7 @@ def list_images(folder: str | Path, recursive: bool = True, frames: bool = False
                    and (frames or d != "frames" or not (here / "final.png").is_file())]
         images += [here / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")
                    and not (f == SHEET and (here / MANIFEST).is_file())
-                   and _regular(here / f, note)  # before anything opens it
+                   and _regular(here / f, folder, note)  # before anything opens it
                    and not (f.lower().endswith(".gif") and _is_animation(here / f))]
     if not images:
         where = " or its subfolders" if recursive else ""
@@ -49,11 +49,11 @@ def list_images(folder: str | Path, recursive: bool = True, frames: bool = False
     return sorted(images, key=lambda p: p.relative_to(folder).parts)
 
 
-def _regular(path: Path, note: bool) -> bool:
+def _regular(path: Path, folder: Path, note: bool) -> bool:
     """Whether path is a regular file; a FIFO or a link to a device is skipped with its reason, never opened."""
     reason = not_regular(path)
     if reason is not None and note:
-        log.warning(f"skipping {path}: it {reason}")
+        log.warning(f"skipping {path.relative_to(folder)}: it {reason}")
     return reason is None
 
 
