@@ -26,7 +26,8 @@ KEYS = ["config", "device", "s_per_step_median", "steps_per_s", "images_per_hour
         "flops_per_step", "versions"]
 
 
-def test_bench_smoke_cli_writes_sane_json(tmp_path):
+def test_bench_smoke_cli_writes_sane_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(fastpath, "cpu_has_amx", lambda: False)  # the same path on every CPU (AMX adds bf16)
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--smoke", "--steps", "3", "--json", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -39,11 +40,13 @@ def test_bench_smoke_cli_writes_sane_json(tmp_path):
     assert math.isclose(r["images_per_hour"], 3600 / (500 * r["s_per_step_median"]))
     assert math.isclose(r["tflops_achieved"], r["flops_per_step"] / r["s_per_step_median"] / 1e12)
     assert r["flops_per_step"] > 1e8 and r["peak_memory_bytes"] > 1e7 and r["time_to_first_step_s"] > 0
-    # on the CPU the default fast path differs from the reference only by fused attention (the same maths)
-    assert r["fast_path"] == {k: "default" if k == "compile_mode" else k == "fused_attention" for k in r["fast_path"]}
+    # without AMX the CPU's fast path differs from the reference only by fused attention and CLIP (the same maths)
+    fused = ("fused_attention", "clip_fused")
+    assert r["fast_path"] == {k: "default" if k == "compile_mode" else k in fused for k in r["fast_path"]}
     assert math.isclose(r["loss_drop"], r["reference_loss_drop"], rel_tol=1e-3)
     assert r["versions"]["torch"] == torch.__version__
     assert r["cpu_s_per_step_median"] > 0 and r["load_average_1m"] >= 0
+    assert r["cpu_threads"] == torch.get_num_threads() and r["cpu_threads_chosen_by"]
 
 
 def test_bench_unknown_config_is_one_line():
@@ -157,10 +160,12 @@ def test_checkpointing_keeps_gradients_and_saves_memory():
     assert again_saved == plain_saved  # switching it off restores the plain forward
 
 
-def test_fast_path_resolution():
+def test_fast_path_resolution(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    # on the CPU the fast path is the reference path but for fused attention (the same maths, less memory)
-    assert fastpath.resolve(SpeedConfig(), cpu, 128, 128) == fastpath.FastPath(fused_attention=True)
+    # the CPU's fast path without AMX: the reference path but for fused attention and CLIP (the same maths);
+    # with AMX it adds bf16 (tests/test_fastpath.py)
+    monkeypatch.setattr(fastpath, "cpu_has_amx", lambda: False)
+    assert fastpath.resolve(SpeedConfig(), cpu, 128, 128) == fastpath.FastPath(fused_attention=True, clip_fused=True)
     assert fastpath.resolve(SpeedConfig.reference(), cpu, 2048, 2048) == fastpath.REFERENCE
     assert fastpath.resolve(SpeedConfig(), cpu, 1024, 1024).checkpoint
     assert not fastpath.resolve(SpeedConfig(), cpu, 512, 512).checkpoint

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from . import openai_clip
+from . import clip_fused, openai_clip
 from .clip_weights import Weights, check_file, find_openai, load_weights, weights_in_dir
 from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNameError, UsageError, first_line
 from .offline import is_offline
@@ -43,6 +43,11 @@ class Perceptor(nn.Module):
         self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def set_fused(self, enabled: bool) -> None:
+        """Run the image tower's attention and patch embedding through fused forwards (the same maths; see
+        vqclip.clip_fused) or open_clip's own."""
+        clip_fused.set_fused(self.model.visual, enabled)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 3, S, S] in [0, 1] at the model's input size -> embeddings [N, D] (not normalised)."""

@@ -156,6 +156,7 @@ class Run:
         self.models = models or load_models(self.plan, self.device, self.cfg.model.checkpoints_dir)
         self.settings = settings(self.cfg, self.device)
         fastpath.prepare(self.models.vqgan, self.models.perceptors, self.settings.fast)
+        fastpath.set_threads(self.cfg.speed, self.device)
         return self
 
     def steps(self, prompts: Optional[Sequence[Sequence[Prompt]]] = None,

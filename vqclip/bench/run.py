@@ -16,11 +16,12 @@ from typing import Callable, Optional
 
 import torch
 
-from ..version import __version__
+from .. import fastpath
 from ..config import SpeedConfig
 from ..validate import validate_speed
 from ..errors import ConfigError
 from ..runner import prepare_run, settings
+from ..version import __version__
 from .measure import StepTimer, _sync, count_flops, peak_memory, percentile
 from .quality import QUALITY_MIN, quality
 from .setup import bench_config, bench_steps, build_models, default_config, run_config
@@ -124,6 +125,7 @@ def environment(device: torch.device) -> dict:
     if device.type == "cpu" and hasattr(os, "getloadavg"):
         env["load_average_1m"] = os.getloadavg()[0]
         env["cpu_threads"] = torch.get_num_threads()
+        env["cpu_threads_chosen_by"] = fastpath.cpu_threads()[1]  # OMP_NUM_THREADS, or how busy the cores were
     return env
 
 
@@ -147,6 +149,8 @@ def table(r: dict) -> str:
     ]
     if "load_average_1m" in r:
         rows.append(("CPU time/step (all threads)", f"{r['cpu_s_per_step_median']:.3f} s"))
+        if "cpu_threads_chosen_by" in r:
+            rows.append(("CPU threads", f"{r['cpu_threads']} ({r['cpu_threads_chosen_by']})"))
         rows.append(("load average (1 min)", f"{r['load_average_1m']:.2f}"))
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)))
     width = max(len(k) for k, _ in rows)
