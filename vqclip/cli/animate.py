@@ -6,11 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..animate import run_animation
 from ..errors import UsageError
-from ..provenance import config_for
-from ..runner import VQGANFinder, prepare_run
-from ..writer import Interrupted
 from . import options as o
 from .common import (
     CheckpointsDir,
@@ -71,6 +67,11 @@ def animate(
     if prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from ..animate import run_animation
+    from ..provenance import config_for
+    from ..runner import VQGANFinder, prepare_run
+    from ..writer import Interrupted
     cfg = config_for(prompt, preset, from_, set_, options, command="animate")
     with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
         run = prepare_run(cfg, unit="frame", finder=VQGANFinder(mirror=mirror, on_progress=download_bar))

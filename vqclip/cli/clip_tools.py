@@ -7,7 +7,6 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .. import clip_tools
 from .common import CheckpointsDir, Debug, Offline, app, command, set_offline
 
 Clip = Annotated[Optional[str], typer.Option(help="open_clip NAME[:TAG|:/path], local-dir:DIR, or `toy` "
@@ -15,9 +14,16 @@ Clip = Annotated[Optional[str], typer.Option(help="open_clip NAME[:TAG|:/path], 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 
 
+def _tools():
+    """vqclip.clip_tools, imported when a command runs (it imports torch), so `vqclip --help` stays fast."""
+    from .. import clip_tools
+
+    return clip_tools
+
+
 def _perceptor(clip, device, checkpoints_dir, offline):
     set_offline(offline)
-    return clip_tools.open_perceptor(clip, device, str(checkpoints_dir) if checkpoints_dir else None)
+    return _tools().open_perceptor(clip, device, str(checkpoints_dir) if checkpoints_dir else None)
 
 
 @app.command()
@@ -29,6 +35,7 @@ def score(
     debug: Debug = False,
 ):
     """CLIP similarity (cosine) of each image to --prompt: one `score  path` line per image, in order."""
+    clip_tools = _tools()
     paths = clip_tools.check_images(images)
     clip_tools.check_text(prompt, "prompt")
     perceptor = _perceptor(clip, device, checkpoints_dir, offline)
@@ -47,6 +54,7 @@ def rank(
     debug: Debug = False,
 ):
     """Text-to-image search over FOLDER: `score  path` lines, best first; embeddings are cached."""
+    clip_tools = _tools()
     clip_tools.check_rank(folder, query, top)  # bad input is caught before the model loads
     perceptor = _perceptor(clip, device, checkpoints_dir, offline)
     result = clip_tools.rank(perceptor, folder, query, top, use_cache=cache,
@@ -67,6 +75,7 @@ def classify(
     debug: Debug = False,
 ):
     """Zero-shot classification of IMAGE: `probability  label` lines, best first."""
+    clip_tools = _tools()
     path = clip_tools.check_images([image])[0]
     names = clip_tools.parse_labels(labels)
     templates = clip_tools.check_templates(template or clip_tools.DEFAULT_TEMPLATES)

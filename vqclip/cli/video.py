@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..video import assemble, frame_paths
 from .common import Debug, app, command, need
 
 
@@ -22,6 +21,9 @@ def video(
     debug: Debug = False,
 ):
     """Assemble the frames of FRAMES_DIR into an mp4; prints its path."""
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from ..video import assemble, frame_paths
+
     need(fps is None or seconds is None, "give --fps or --seconds, not both")
     need(seconds is None or seconds > 0, f"--seconds must be positive, got {seconds}")
     frames = frame_paths(frames_dir)
