@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from vqclip import fastpath
-from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench, run_config
+from vqclip.bench import SMOKE, BenchOptions, build_models, fixed_views, flops_of, run_bench, run_config, verdict
 from vqclip.bench.report import TARGETS, check_targets, markdown
 from vqclip.bench.setup import bench_steps
 from vqclip.cli import app
@@ -62,7 +62,37 @@ def test_quality_guard_compares_bf16_with_the_reference():
     assert r["fast_path"]["decoder_bf16"] and r["fast_path"]["clip_bf16"]
     assert r["reference_loss_drop"] > 0, "the reference path must make progress for the ratio to mean anything"
     assert math.isclose(r["quality_ratio"], r["loss_drop"] / r["reference_loss_drop"])
-    assert r["quality_pass"] == (r["quality_ratio"] >= 0.95)
+    assert r["quality_ratio_se"] > 0 and 0.99 < r["grad_cosine"] < 1  # bf16: close to fp32, not the same
+    assert r["quality_pass"] == (r["quality_ratio"] >= 0.95 and r["grad_cosine"] >= 0.99)
+
+
+def test_quality_guard_fails_a_path_that_optimises_worse(monkeypatch):
+    """A path whose optimiser takes steps a tenth the size (here: the fused optimiser, faked) must fail."""
+    from vqclip import optimize
+
+    adam = optimize.OPTIMIZERS["adam"]
+
+    def timid(params, lr, wd, fused=False, **kw):
+        return adam(params, lr / 10 if fused else lr, wd, **kw)
+
+    monkeypatch.setitem(optimize.OPTIMIZERS, "adam", timid)
+    r = run_bench(BenchOptions(smoke=True, steps=2, quality_steps=10, speed=SpeedConfig(fused_optim=True)),
+                  torch.device("cpu"))
+    assert r["fast_path"]["fused_optim"] and r["grad_cosine"] > 0.999  # the gradient itself is right
+    assert r["quality_ratio"] < 0.5 and not r["quality_pass"]
+
+
+def test_quality_verdict():
+    g = torch.randn(100, generator=torch.Generator().manual_seed(0))
+    same = verdict([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [g], [g])
+    assert same["quality_ratio"] == 1 and same["quality_ratio_se"] == 0 and same["quality_pass"]
+    noisy = verdict([1.2, 1.6, 3.2], [1.0, 2.0, 3.0], [g], [g])
+    assert math.isclose(noisy["quality_ratio"], 1.0) and noisy["quality_ratio_se"] > 0.05 and noisy["quality_pass"]
+    assert not verdict([0.9, 1.8, 2.7], [1.0, 2.0, 3.0], [g], [g])["quality_pass"]  # 0.90 < 0.95
+    turned = g + 0.2 * g.norm() * torch.randn(100, generator=torch.Generator().manual_seed(1)) / 10
+    bent = verdict([1.0, 2.0], [1.0, 2.0], [g, turned], [g, g])
+    assert bent["grad_cosine"] < 0.99 and not bent["quality_pass"]  # the worst seed's gradient counts
+    assert verdict([1.0], [0.0], [g], [g])["quality_ratio"] is None  # no progress on the reference: no ratio
 
 
 def test_flop_counter_matches_a_hand_count():
