@@ -27,6 +27,7 @@ from . import clip_fused, openai_clip
 from .clip_weights import Weights, check_file, find_openai, load_weights, weights_in_dir
 from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNameError, UsageError, first_line
 from .offline import is_offline
+from .skip_init import skipped_init
 
 __all__ = ["ClipRef", "ClipSpec", "Perceptor", "check_clip", "download_clip", "load_clip", "meta_clip",
            "parse_clip_spec"]
@@ -213,7 +214,7 @@ def load_clip(spec: str | ClipSpec | ClipRef, device: torch.device | str = "cpu"
     cs, open_clip = ref.spec, _open_clip()
     if ref.weights is not None or cs.random:
         # weights read from a file are loaded strictly (every one is replaced): skip their random init
-        with _skipped_init() if ref.weights is not None else contextlib.nullcontext():
+        with skipped_init() if ref.weights is not None else contextlib.nullcontext():
             model = _quiet_create(open_clip, ref.build, device="cpu")
         if ref.weights is not None:
             load_weights(model, ref.weights, cs.model)
@@ -232,7 +233,7 @@ def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
     cs, name, pretrained = ref.spec, ref.spec.model, ref.pretrained
     try:
         # a tag's weights are loaded strictly by open_clip: skip their random init (none without a tag)
-        with _skipped_init() if pretrained else contextlib.nullcontext():
+        with skipped_init() if pretrained else contextlib.nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained, device="cpu", cache_dir=cache_dir)
     except (RuntimeError, FileNotFoundError, OSError) as e:
@@ -247,30 +248,6 @@ def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
         raise CheckpointError(f"CLIP {cs} could not be built from its files ({first_line(e)})") from None
     mean, std = _preprocess_mean_std(model, preprocess)
     return model, mean, std
-
-
-# the torch.nn.init functions open_clip's modules initialise their weights with
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
-                   "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
-
-
-@contextlib.contextmanager
-def _skipped_init():
-    """torch.nn.init's functions as no-ops while a model whose weights are then loaded is built: its random
-    init measured 1.5 of ViT-B/32's 1.9 CPU seconds to build. (open_clip builds on the CPU and then moves, so
-    building on the meta device is not open to it.)"""
-    saved = {n: getattr(torch.nn.init, n) for n in _INIT_FUNCTIONS}
-    for n in _INIT_FUNCTIONS:
-        setattr(torch.nn.init, n, _keep)
-    try:
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
-
-
-def _keep(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    return tensor
 
 
 def meta_clip(spec: str | ClipSpec | ClipRef) -> Perceptor:
