@@ -254,9 +254,9 @@ def meta_clip(spec: str | ClipSpec | ClipRef) -> Perceptor:
     """The CLIP model of spec built on the `meta` device (shapes only, no weights read, no memory used), for
     memory estimates. Raises the same errors as `check_clip` for an unknown name."""
     ref = check_clip(spec)
-    model = _quiet_create(_open_clip(), ref.build, device="meta")
-    cs = ref.spec
-    return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(cs)).requires_grad_(False).to("meta")
+    with torch.device("meta"):  # built there, not on the CPU and moved: no memory, no random init (~1 s CPU)
+        model = _quiet_create(_open_clip(), ref.build, device="meta")
+    return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(ref.spec)).requires_grad_(False).to("meta")
 
 
 def clip_weights_source(open_clip, name: str, tag: Optional[str]) -> str:
