@@ -11,6 +11,7 @@ from vqclip.errors import ConfigError
 from vqclip.validate import validate_speed
 
 CPU = torch.device("cpu")
+CPU_HAS_AMX = fastpath.cpu_has_amx  # the real probe: conftest pins the answer to False for every test
 
 
 @pytest.fixture()
@@ -37,13 +38,13 @@ def test_cpu_precision_follows_amx(monkeypatch, amx):
 def test_amx_is_not_used_when_onednn_is_capped_below_it(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    assert fastpath.cpu_has_amx()
+    assert CPU_HAS_AMX()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
-    assert not fastpath.cpu_has_amx()
+    assert not CPU_HAS_AMX()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")
-    assert fastpath.cpu_has_amx()
+    assert CPU_HAS_AMX()
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert not fastpath.cpu_has_amx()
+    assert not CPU_HAS_AMX()
 
 
 @pytest.mark.parametrize("busy, load, threads", [(0.0, 0.1, 2), (1.9, 0.2, 2), (0.2, 3.0, 2), (1.0, 1.2, 1),
