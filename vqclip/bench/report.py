@@ -54,7 +54,8 @@ TARGETS = (
     Target("M", "speedup", ">=", 4.0),
     Target("M", "quality_ratio", ">=", QUALITY_MIN),
     Target("L", "peak_memory_bytes", "<=", 24e9),
-    Target("CPU", "s_per_step_median", "<=", 2.2, device="cpu"),
+    Target("CPU", "s_per_step_median", "<=", 1.2, device="cpu"),  # issue 17: 2 cores, quiet machine
+    Target("CPU", "quality_ratio", ">=", QUALITY_MIN, device="cpu"),
 )
 
 
