@@ -18,8 +18,8 @@ from vqclip.cli import app
 from vqclip.config import SpeedConfig
 from vqclip.cutouts import apply_crops, oversample
 from vqclip.optimize import Guide, optimize, random_latent, synth
-from vqclip.runner import embed_prompts, settings
 from vqclip.prompts import parse_prompts
+from vqclip.runner import embed_prompts, settings
 
 KEYS = ["config", "device", "s_per_step_median", "steps_per_s", "images_per_hour", "peak_memory_bytes",
         "tflops_achieved", "quality_ratio", "s_per_step_p10", "s_per_step_p90", "time_to_first_step_s",

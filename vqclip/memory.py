@@ -25,10 +25,10 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
+from .clip import ClipRef, check_clip, meta_clip
 from .config import SpeedConfig
 from .errors import ConfigError, OutOfMemory
 from .fastpath import REFERENCE, FastPath, resolve
-from .clip import ClipRef, check_clip, meta_clip
 from .memory_cache import cached
 from .vqgan import VQGAN, VQGANSpec
 
