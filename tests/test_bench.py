@@ -47,6 +47,10 @@ def test_bench_smoke_cli_writes_sane_json(tmp_path, monkeypatch):
     assert r["versions"]["torch"] == torch.__version__
     assert r["cpu_s_per_step_median"] > 0 and r["load_average_1m"] >= 0
     assert r["cpu_threads"] == torch.get_num_threads() and r["cpu_threads_chosen_by"]
+    # what saving one image's state costs (a whole write, and a frame's hand-off to the background writer)
+    assert r["state_write_s"] > 0 and r["state_handoff_s"] > 0 and r["state_fingerprint_s"] > 0
+    assert math.isclose(r["state_write_share"], r["state_write_s"] / r["s_per_step_median"])
+    assert "state write (one image)" in result.stdout
 
 
 def test_bench_unknown_config_is_one_line():

@@ -177,3 +177,12 @@ def test_each_clip_is_checked_once_and_the_yaml_read_once_per_run(tiny_models, t
     code, err = _invoke("generate", tmp_path, tiny_models["clip"], tiny_models["vqgan"])
     assert code == 0, err
     assert list(checks.values()) == [1] and list(reads.values()) == [1], (checks, reads)
+
+
+@pytest.mark.parametrize("entry", ["generate", "batch", "animate"])
+def test_every_command_takes_mirror_as_an_option(entry, mirror, tiny_models, tmp_path, monkeypatch):
+    """`--mirror URL` does what VQCLIP_MIRROR does, on every command that downloads on first use."""
+    monkeypatch.delenv("VQCLIP_MIRROR")
+    code, err = _invoke(entry, tmp_path, tiny_models["clip"], NAME, (32, 32), "--mirror", mirror.url + "/mirror")
+    assert code == 0, err
+    assert mirror.paths_requested() == [f"/mirror/{NAME}.yaml", f"/mirror/{NAME}.ckpt"]

@@ -5,6 +5,8 @@ warps the previous frame's image (an affine map), encodes it as its starting lat
 `animation.steps_per_frame` steps. A story (`a^b^c`, `keyframes`) is scheduled over frames, not steps: each
 frame is optimised against the prompt of its segment, optionally crossfaded from the previous segment's over
 `animation.blend` frames. `animate` yields frames and writes nothing; `run_animation` streams them to an mp4.
+Each frame's Step carries the state the next frame starts from (its latent and the generator), so an interrupted
+animation resumes from its last finished frame (`prepare_resume(folder, animation=True)`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from .validate import check_motion
 from .errors import ConfigError
 from .images import load_image
 from .memory import oom_advice
-from .optimize import Guide, Step, optimize, random_latent
+from .optimize import Guide, LoopState, Step, optimize, random_latent
 from .outputs import slugify
 from .prompts import PromptLoss
 from .runner import Run, make_guides
-from .writer import Layout, RunResult, RunWriter, write_steps
+from .writer import Layout, ResumeAt, RunResult, RunWriter, write_steps
 
 __all__ = ["Motion", "animate", "frame_guides", "run_animation", "warp"]
 
@@ -91,8 +93,8 @@ def _scaled(loss: PromptLoss, factor: float) -> PromptLoss:
 def animate(run: Run) -> Iterator[Step]:
     """Yield Step(k) with frame k's image for k in 0..frames-1 (the last one final).
 
-    `run` comes from `prepare_run(cfg, unit="frame")`; each Step's extras say which prompt the frame was
-    optimised for.
+    `run` comes from `prepare_run(cfg, unit="frame")` (or `prepare_resume`: frames from the state's on); each
+    Step's extras say which prompt the frame was optimised for.
     """
     cfg, plan, models, device = run.cfg, run.plan, run.models, run.device
     if plan.story and plan.unit != "frame":
@@ -101,28 +103,42 @@ def animate(run: Run) -> Iterator[Step]:
     motion = Motion.of(a)
     generators = [torch.Generator(device=device).manual_seed(int(cfg.seed))]
     segments = segment_guides(run)
-    if cfg.init_image:
+    start = run.resume.loop if run.resume is not None else None
+    if start is not None:
+        z = start.z.to(device)
+        for g, state in zip(generators, start.generators, strict=True):
+            g.set_state(state)
+    elif cfg.init_image:
         z = models.vqgan.encode(load_image(cfg.init_image, (plan.width, plan.height)).to(device) * 2 - 1)
     else:
         z = random_latent(models.vqgan, plan.height, plan.width, generators)
     first = run.settings  # the device's fast path, as generate runs
     later = dataclasses.replace(first, steps=a.steps_per_frame)
-    for k in range(a.frames):
+    for k in range(start.step if start is not None else 0, a.frames):
         guides, used = frame_guides(segments, k, a.blend)
         *_, last = optimize(models.vqgan, guides, z, first if k == 0 else later, generators)
-        yield Step(k, last.image, last.loss, final=k == a.frames - 1, extras=used)
-        with torch.no_grad():
-            z = models.vqgan.encode(warp(last.image, motion) * 2 - 1)
+        state = None
+        if k < a.frames - 1:  # the next frame's start, made before the frame is yielded so it travels with it
+            with torch.no_grad():
+                z = models.vqgan.encode(warp(last.image, motion) * 2 - 1)
+            state = LoopState(k + 1, z, z, generators=[g.get_state() for g in generators])
+        yield Step(k, last.image, last.loss, final=k == a.frames - 1, extras=used, state=state)
 
 
-def run_animation(run: Run, save_frames: bool = False, on_frame: Optional[Callable[[Step], None]] = None) -> RunResult:
+def run_animation(run: Run, save_frames: Optional[bool] = None,
+                  on_frame: Optional[Callable[[Step], None]] = None) -> RunResult:
     """Stream the frames into <out>/<name>/animation.mp4 (and .gif), the last frame to final.png.
 
     Every PNG records the config (animation settings and schedule included), so `vqclip animate --from` any of
     them re-runs the animation and makes the same frames; a story adds the prompt each frame was optimised for.
+    A resumed run continues in its folder and keeps saving frames if it did (`save_frames` None: as before).
     """
-    cfg = run.cfg
+    cfg, saved = run.cfg, run.resume
+    if save_frames is None:
+        save_frames = bool(saved.meta.get("save_frames")) if saved is not None else False
     name = cfg.output.name or f"anim-{slugify(cfg.prompt or run.plan.schedule[0][1], 50)}-s{cfg.seed}"
-    writer = RunWriter(cfg, run.plan, Path(cfg.output.dir), name, Layout.animation(cfg, save_frames))
+    writer = RunWriter(cfg, run.plan, Path(cfg.output.dir), name, Layout.animation(cfg, save_frames),
+                       state_meta=lambda: run.state_meta(kind="animation", save_frames=save_frames),
+                       at=ResumeAt.of(saved) if saved is not None else None)
     with oom_advice(run.work):  # the same advice as a still's run gives
         return write_steps(animate(run), [writer], on_frame)[0]

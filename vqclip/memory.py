@@ -7,8 +7,8 @@ without allocating, and a saved-tensor hook adds up the storage autograd keeps f
 - each CLIP's weights and the activations of its cutouts, which do not grow with the image but do with cutn.
 It leaves out what is small or allocator-dependent (gradients in flight, the optimiser state, the cutouts
 themselves, fragmentation), and under bf16 autocast it counts every activation as bf16 though norms and softmax
-stay fp32. Against the peak memory of real CPU steps it came within 9% (tests/test_memory.py,
-figures in BENCHMARKS.md); on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
+stay fp32. Against the peak memory of real CPU steps it came within 9% (tests/test_memory.py, BENCHMARKS.md);
+on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ from .fastpath import REFERENCE, FastPath, resolve
 from .memory_cache import cached
 from .vqgan import VQGAN, VQGANSpec
 
-# the share of free memory a suggested size may use; the rest is left for what the estimate leaves out
-SUGGEST_SHARE = 0.6
-# above this many pixels the decoder is not run even on meta: activations grow at least linearly, so an
-# estimate scaled up from this size does not overstate them
+SUGGEST_SHARE = 0.6  # the share of free memory a suggested size may use; the rest: what the estimate leaves out
+# above this many pixels the decoder is not run even on meta: activations grow at least linearly with pixels
 _MAX_MEASURED_PIXELS = 2**24
 
 
@@ -67,7 +65,11 @@ def _meta_vqgan(spec_json: str, bf16: bool = False) -> VQGAN:
 
 @functools.lru_cache(maxsize=8)
 def _meta_clip(spec: str | ClipRef, bf16: bool):
-    return meta_clip(spec).to(_dtype(bf16))
+    # under the meta device as a default too: open_clip builds some buffers (the text tower's causal mask,
+    # context_length^2 floats) with a bare torch.empty before moving the model, which allocated 6 GB for a
+    # crafted context_length of 40000
+    with torch.device("meta"):
+        return meta_clip(spec).to(_dtype(bf16))
 
 
 def _spec_key(spec: VQGANSpec) -> str:

@@ -3,6 +3,10 @@
 The algorithm is the one of the crowsonkb notebook that every peer tool reuses:
 decode the straight-through-quantised latent, clamp-with-grad to [0, 1], score augmented cutouts against
 each prompt with the spherical distance, step the optimiser, clamp z to the codebook's range.
+
+Every Step carries the `LoopState` the next step starts from (the latent, the optimiser's moments, every
+generator's state), and `optimize(start=...)` continues from one: an interrupted run resumed from its state
+makes the same pixels as the run that was never stopped (vqclip.state writes and reads the files).
 """
 
 from __future__ import annotations
@@ -39,14 +43,60 @@ class Guide:
 
 
 @dataclass
+class LoopState:
+    """Where the loop stands between two steps: enough to continue it bit for bit.
+
+    `step` is the next step to run (an animation's: the next frame); `z` [B, C, h, w] the latent; `z_orig` what
+    init_weight pulls towards; `optim` the optimiser's state of z (Adam: step, exp_avg, exp_avg_sq); `generators`
+    each image's torch.Generator state. Tensors batched like z are per image; the rest (Adam's step) are shared.
+    """
+
+    step: int
+    z: torch.Tensor
+    z_orig: torch.Tensor
+    optim: dict[str, torch.Tensor] = field(default_factory=dict)
+    generators: list[torch.Tensor] = field(default_factory=list)
+
+    def _batched(self, t: torch.Tensor) -> bool:
+        return t.dim() == self.z.dim() and t.shape[0] == self.z.shape[0]
+
+    def image(self, b: int) -> "LoopState":
+        """Image b's state alone (a batch's images are independent: each one's slice continues its own run)."""
+        def part(t):
+            return t[b:b + 1] if self._batched(t) else t
+
+        return LoopState(self.step, part(self.z), part(self.z_orig), {k: part(v) for k, v in self.optim.items()},
+                         [self.generators[b]])
+
+    @staticmethod
+    def stack(states: Sequence["LoopState"]) -> "LoopState":
+        """One batch's state from its images' states, which must be at the same step."""
+        first = states[0]
+        if any(s.step != first.step or s.optim.keys() != first.optim.keys() for s in states):
+            raise ValueError("images stepped together must resume from the same step")
+
+        def join(key: str):
+            parts = [s.optim[key] for s in states]
+            return torch.cat(parts) if first._batched(parts[0]) else parts[0]
+
+        return LoopState(first.step, torch.cat([s.z for s in states]), torch.cat([s.z_orig for s in states]),
+                         {k: join(k) for k in first.optim}, [g for s in states for g in s.generators])
+
+
+@dataclass
 class Step:
-    """What the loop yields: step i's decoded image [B, 3, H, W] in [0, 1] and its loss per image [B]."""
+    """What the loop yields: step i's decoded image [B, 3, H, W] in [0, 1] and its loss per image [B].
+
+    `state` is where the next step begins (taken after step i's update, so an interrupt at any later moment
+    still has a consistent one).
+    """
 
     i: int
     image: torch.Tensor
     loss: torch.Tensor
     final: bool = False
     extras: dict = field(default_factory=dict)
+    state: Optional[LoopState] = field(default=None, repr=False)
 
 
 @dataclass
@@ -97,18 +147,33 @@ def score(image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings,
 
 def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSettings,
              generators: Sequence[torch.Generator], z_orig: Optional[torch.Tensor] = None,
-             schedule: Optional[Mapping[int, Sequence[Guide]]] = None) -> Iterator[Step]:
+             schedule: Optional[Mapping[int, Sequence[Guide]]] = None,
+             start: Optional[LoopState] = None) -> Iterator[Step]:
     """Yield Step(i) for i in 0..steps-1 (the image scored at step i), then a final Step of the result.
 
     `schedule` maps a step to the guides that take over from it (story mode: the prompts change mid-run).
+    `start` continues a run from a saved state instead (z, z_orig, the optimiser and the generators restored; the
+    `z` argument is then unused): its Steps are those the uninterrupted run yields from start.step on.
     """
+    if start is not None:
+        z, z_orig = start.z.to(z.device), start.z_orig.to(z.device)
+        for g, state in zip(generators, start.generators, strict=True):
+            g.set_state(state)
     z = z.detach().clone().requires_grad_(True)
     z_orig = z.detach().clone() if z_orig is None else z_orig
     opt = OPTIMIZERS[s.optimizer]([z], s.lr, s.weight_decay, **s.fast.optimizer_kwargs())
+    if start is not None and start.optim:
+        # only the moments come from the state; lr and the rest come from the settings, which the state matched
+        moments = {k: v.clone() for k, v in start.optim.items()}
+        opt.load_state_dict({"state": {0: moments}, "param_groups": opt.state_dict()["param_groups"]})
+    first = start.step if start is not None else 0
+    earlier = [k for k in schedule or {} if k <= first]
+    if earlier:  # a run resumed mid-story starts in the segment its first step belongs to
+        guides = schedule[max(earlier)]
     book = vqgan.codebook
     z_min = book.min(dim=0).values.view(1, -1, 1, 1)
     z_max = book.max(dim=0).values.view(1, -1, 1, 1)
-    for i in range(s.steps):
+    for i in range(first, s.steps):
         s.fast.step_begin()  # CUDA graphs: step i-1's compiled outputs are dead from here on
         guides = schedule.get(i, guides) if schedule else guides
         opt.zero_grad(set_to_none=True)
@@ -118,13 +183,23 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
             loss = loss + s.init_weight * F.mse_loss(z, z_orig, reduction="none").mean(dim=(1, 2, 3))
         # images are independent: summing their losses gives each one the gradient of its own run
         loss.sum().backward()
-        # image and loss are computed outside the compiled modules (synth writes the decoder's output into a new
-        # tensor), so no CUDA graph replay of a later step overwrites what a Step holds
-        yield Step(i, image.detach(), loss.detach())
         opt.step()
         with torch.no_grad():
             z.copy_(torch.maximum(torch.minimum(z, z_max), z_min))
+        # image and loss are computed outside the compiled modules (synth writes the decoder's output into a new
+        # tensor), so no CUDA graph replay of a later step overwrites what a Step holds; it is yielded after the
+        # update, with the state step i+1 starts from (a copy: z and the moments change in place)
+        yield Step(i, image.detach(), loss.detach(), state=snapshot(i + 1, z, z_orig, opt, generators))
+    end = snapshot(s.steps, z, z_orig, opt, generators)
     s.fast.step_begin()
     with torch.no_grad():
         image = synth(vqgan, z, s.fast)
-        yield Step(s.steps, image, score(image, guides, s, generators), final=True, extras={"z": z.detach()})
+        yield Step(s.steps, image, score(image, guides, s, generators), final=True, extras={"z": z.detach()},
+                   state=end)
+
+
+def snapshot(step: int, z: torch.Tensor, z_orig: torch.Tensor, opt: torch.optim.Optimizer,
+             generators: Sequence[torch.Generator]) -> LoopState:
+    """A copy of the loop's state, taken where step `step` begins (~3 latent-sized copies: microseconds)."""
+    moments = {k: v.detach().clone() for k, v in opt.state.get(z, {}).items() if torch.is_tensor(v)}
+    return LoopState(step, z.detach().clone(), z_orig, moments, [g.get_state() for g in generators])

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import resource
+import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from .. import fastpath
-from ..optimize import LoopSettings, optimize, random_latent
+from ..optimize import LoopSettings, LoopState, optimize, random_latent
 from ..plan import Plan
 from ..runner import Models, make_guides
+from ..state import StateWriter, write_state
 
 
 class StepTimer:
@@ -64,6 +68,27 @@ def count_flops(models: Models, plan: Plan, s: LoopSettings, device: torch.devic
     z = random_latent(models.vqgan, plan.height, plan.width, generators)
     one = dataclasses.replace(s, steps=1, fast=fastpath.REFERENCE)  # the work, not how it is scheduled
     return flops_of(lambda: next(optimize(models.vqgan, guides, z, one, generators)))
+
+
+def state_write_seconds(state: LoopState, meta: dict, repeats: int = 5) -> tuple[float, float, float]:
+    """Median seconds of one image's state: the whole write (tensors to the CPU, safetensors, sidecar, both fsynced;
+    an interrupt waits for it), its process CPU time, and what the loop pays for a frame's state, which is written
+    on a background thread (`--save-state`). Each write makes a new tensors file, as a run does."""
+    whole, cpu, handoff = [], [], []
+    with tempfile.TemporaryDirectory(prefix="vqclip-bench-state-") as folder:
+        for k in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            write_state(Path(folder), dataclasses.replace(state, step=state.step + 2 * k).image(0), meta)
+            whole.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        writer = StateWriter(Path(folder))
+        for k in range(repeats):
+            start = time.perf_counter()
+            writer.submit(dataclasses.replace(state, step=state.step + 2 * k + 1).image(0), meta)
+            handoff.append(time.perf_counter() - start)
+            writer.wait()  # a frame's interval is far longer than a write: the next one never waits
+        writer.close()
+    return statistics.median(whole), statistics.median(cpu), statistics.median(handoff)
 
 
 def peak_memory(device: torch.device) -> int:

@@ -20,9 +20,10 @@ from .. import fastpath
 from ..config import SpeedConfig
 from ..errors import ConfigError
 from ..runner import prepare_run, settings
+from ..resume import state_meta
 from ..validate import validate_speed
 from ..version import __version__
-from .measure import StepTimer, _sync, count_flops, peak_memory, percentile
+from .measure import StepTimer, _sync, count_flops, peak_memory, percentile, state_write_seconds
 from .quality import GRAD_COSINE_MIN, QUALITY_MIN, quality
 from .setup import bench_config, bench_steps, build_models, default_config, run_config
 
@@ -75,9 +76,11 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
     timer.mark()  # step i's time runs from the previous mark; the first interval holds setup and is warm-up
     loop_start = time.perf_counter()
     first_step_s = None
+    last = None
     for step in bench_steps(cfg, plan, models, device, [plan.prompts] * bc.batch, list(range(bc.batch))):
         if step.final:
             break
+        last = step
         timer.mark()
         if first_step_s is None:
             _sync(device)
@@ -88,6 +91,10 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
     peak = peak_memory(device)
 
     median = statistics.median(times)
+    start = time.perf_counter()
+    meta = state_meta(cfg, plan, "still", models.fingerprints, device)  # hashes the weights: once per run
+    fingerprint_s = time.perf_counter() - start
+    state_s, state_cpu_s, handoff_s = state_write_seconds(last.state, meta)
     result = {
         "config": bc.name, "device": device_name(device), "path": "reference" if o.reference else "fast",
         "fast_path": dataclasses.asdict(settings(cfg, device).fast),
@@ -99,6 +106,10 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
         "time_to_first_step_s": first_step_s,
         "peak_memory_bytes": peak,
         "flops_per_step": flops, "tflops_achieved": flops / median / 1e12,
+        # one image's state file (an interrupt, or every saved frame with --save-state); the weights' fingerprint
+        # it records is computed once, at a run's first state
+        "state_write_s": state_s, "state_write_cpu_s": state_cpu_s, "state_write_share": state_s / median,
+        "state_handoff_s": handoff_s, "state_handoff_share": handoff_s / median, "state_fingerprint_s": fingerprint_s,
     }
     if timer.cpu_marks:  # CPU seconds of all threads; on a quiet machine about threads x wall time
         result["cpu_s_per_step_median"] = statistics.median(timer.cpu_seconds()[warmup:])
@@ -150,6 +161,10 @@ def table(r: dict) -> str:
         ("peak memory", f"{r['peak_memory_bytes'] / 2**30:.2f} GiB"),
         ("FLOPs/step (fwd+bwd)", f"{r['flops_per_step'] / 1e9:.1f} GFLOP"),
         ("achieved", f"{r['tflops_achieved']:.3f} TFLOP/s"),
+        ("state write (one image)", f"{r['state_write_s'] * 1000:.2f} ms = {r['state_write_share']:.2%} of a step, "
+                                    f"{r['state_write_cpu_s'] * 1000:.2f} ms CPU; a frame's in the background: "
+                                    f"{r['state_handoff_s'] * 1000:.3f} ms = {r['state_handoff_share']:.3%} of a step "
+                                    f"(+{r['state_fingerprint_s'] * 1000:.0f} ms once: the weights' fingerprint)"),
         ("quality ratio", ("n/a (reference loss did not drop)" if ratio is None else
                            f"{ratio:.3f}{_se(r)} ({'pass' if r['quality_pass'] else 'FAIL'}, >= {QUALITY_MIN} and "
                            f"gradient cosine >= {GRAD_COSINE_MIN} needed; cosine {r['grad_cosine']:.4f})")),

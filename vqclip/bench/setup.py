@@ -44,6 +44,8 @@ BENCH_CONFIGS = {c.name: c for c in [
     BenchConfig("M2", 512, 64, ("ViT-B-16-quickgelu", "ViT-B-32-quickgelu")),
     BenchConfig("L", 1024, 64),
     BenchConfig("CPU", 128, 8),
+    # the toy world's size (32x32, an 8x8 latent) with the toy architectures, as `--preset toy` runs
+    BenchConfig("toy", 32, 32, ("vqclip-toy-clip",), vqgan="vqgan_toy"),
 ]}
 # --smoke: the same code path on tiny models, for tests and a quick check that everything runs
 SMOKE = BenchConfig("smoke", 32, 4, ("vqclip-tiny-clip",), vqgan="vqgan_tiny")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,13 +18,14 @@ from .common import (
     Sets,
     app,
     command,
+    need,
     set_offline,
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def animate(
     prompt: o.Prompt = None,
@@ -35,12 +37,15 @@ def animate(
     story_every: o.StoryEveryFrames = None,
     keyframe: o.KeyframeFrames = None,
     blend: o.Blend = None,
-    save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Also save every frame as a PNG.")] = False,
+    save_frames: Annotated[Optional[bool], typer.Option(
+        "--save-frames/--no-save-frames", help="Also save every frame as a PNG (--resume: as the run did).")] = None,
+    save_state: o.SaveState = None,
     vqgan: o.Vqgan = None,
     vqgan_ckpt: o.VqganCkpt = None,
     clip: o.Clip = None,
     size: o.Size = None,
-    steps: Annotated[Optional[int], typer.Option(help="Steps of the first frame.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help=f"Steps of the first frame (default {o.DEFAULTS.steps}).")] = None,
     seed: o.Seed = None,
     lr: o.Lr = None,
     cutn: o.Cutn = None,
@@ -54,6 +59,9 @@ def animate(
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue the interrupted animation saved in this folder from its last finished frame, "
+                         "in it, with its own settings (only --device may change).")] = None,
     checkpoints_dir: CheckpointsDir = None,
     mirror: Mirror = None,
     offline: Offline = False,
@@ -64,22 +72,34 @@ def animate(
     A story ("a^b^c", --keyframe FRAME=PROMPT) is scheduled over frames, not steps.
     """
     set_offline(offline)
-    if prompt is None and from_ is None and not keyframe:
+    if resume is not None:
+        need(prompt is None and from_ is None and not preset,
+             "--resume continues an animation with its own prompt and settings; drop the prompt, --from and --preset")
+    elif prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
     # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
     from ..animate import run_animation
     from ..provenance import config_for
-    from ..runner import VQGANFinder, prepare_run
+    from ..runner import VQGANFinder, prepare_resume, prepare_run
     from ..writer import Interrupted
-    cfg = config_for(prompt, preset, from_, set_, options, command="animate")
+
     with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
-        run = prepare_run(cfg, unit="frame", finder=VQGANFinder(mirror=mirror, on_progress=download_bar))
-    with StepBar(cfg.animation.frames, every=1, desc="animate") as bar, sigterm_as_interrupt():
+        finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
+        if resume is not None:
+            run = prepare_resume(resume, options, set_ or (), animation=True, finder=finder)
+        else:
+            cfg = config_for(prompt, preset, from_, set_, options, command="animate")
+            run = prepare_run(cfg, unit="frame", finder=finder)
+    start = run.resume.step if run.resume is not None else 0
+    with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, sigterm_as_interrupt():
         try:
             result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step))
         except Interrupted as e:
-            typer.echo(f"interrupted at frame {e.result.step}; saved what was made in {e.result.folder}", err=True)
+            bar.close()
+            r = e.result
+            hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
+            typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)
             for path in e.result.videos:
                 typer.echo(str(path))
             raise typer.Exit(130) from None

@@ -23,7 +23,7 @@ from .common import (
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def batch(
     file: Annotated[Path, typer.Argument(help="Prompts: one per line ('#' comments, '## seed=3 steps=50' overrides), or .yaml/.jsonl jobs.")],
@@ -39,6 +39,7 @@ def batch(
     lr: o.Lr = None,
     cutn: o.Cutn = None,
     save_every: o.SaveEvery = None,
+    save_state: o.SaveState = None,
     video: o.Video = None,
     gif: o.Gif = None,
     fps: o.Fps = None,

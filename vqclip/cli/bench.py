@@ -16,7 +16,8 @@ from .common import Debug, app, command
 @app.command()
 @command
 def bench(
-    config: Annotated[Optional[str], typer.Option(help="S, S8, M, M2, L or CPU (default: S on CUDA, CPU otherwise).")] = None,
+    config: Annotated[Optional[str], typer.Option(
+        help="S, S8, M, M2, L, CPU or toy (default: S on CUDA, CPU otherwise).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Timed steps (after warm-up).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
     reference: Annotated[bool, typer.Option("--reference", help="Time the fp32 eager reference path.")] = False,

@@ -15,13 +15,14 @@ from .common import (
     Sets,
     app,
     command,
+    need,
     set_offline,
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def generate(
     prompt: o.Prompt = None,
@@ -44,6 +45,7 @@ def generate(
     out: o.Out = None,
     name: o.Name = None,
     save_every: o.SaveEvery = None,
+    save_state: o.SaveState = None,
     video: o.Video = None,
     gif: o.Gif = None,
     fps: o.Fps = None,
@@ -51,6 +53,7 @@ def generate(
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
+    resume: o.Resume = None,
     checkpoints_dir: CheckpointsDir = None,
     mirror: Mirror = None,
     offline: Offline = False,
@@ -59,21 +62,31 @@ def generate(
     """Generate an image for PROMPT; the final PNG's path is the last line printed."""
     set_offline(offline)
     options = o.config_options(locals())
-    if prompt is None and from_ is None and not image_prompt and not keyframe:
+    if resume is not None:
+        need(prompt is None and from_ is None and not preset,
+             "--resume continues a run with its own prompt and settings; drop the prompt, --from and --preset")
+    elif prompt is None and from_ is None and not image_prompt and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
     # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
     from ..provenance import config_for
-    from ..runner import VQGANFinder, prepare_run, run_image
+    from ..runner import VQGANFinder, prepare_resume, prepare_run, run_image
     from ..writer import Interrupted
-    cfg = config_for(prompt, preset, from_, set_, options)
+
     with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline
-        run = prepare_run(cfg, finder=VQGANFinder(mirror=mirror, on_progress=download_bar))
-    with StepBar(cfg.steps) as bar, sigterm_as_interrupt():
+        finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
+        if resume is not None:
+            run = prepare_resume(resume, options, set_ or (), finder=finder)
+        else:
+            run = prepare_run(config_for(prompt, preset, from_, set_, options), finder=finder)
+    start = run.resume.step if run.resume is not None else 0
+    with StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
         try:
             result = run_image(run, on_step=bar.update)
         except Interrupted as e:
+            bar.close()
             r = e.result
-            typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}", err=True)
+            hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
+            typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)
             if r.image is not None:
                 typer.echo(str(r.image))
             raise typer.Exit(130) from None

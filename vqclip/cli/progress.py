@@ -12,8 +12,8 @@ from ..store import Progress
 class StepBar:
     """Shows the loss every few steps only: reading it forces a host/device sync."""
 
-    def __init__(self, total: int, every: int = 5, desc: str = "generate"):
-        self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, total: int, every: int = 5, desc: str = "generate", initial: int = 0):
+        self.bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, initial=initial)
         self.every = every
 
     def update(self, step) -> None:
@@ -24,11 +24,15 @@ class StepBar:
         if step.i % self.every == 0:
             self.bar.set_postfix(loss=f"{float(step.loss.mean()):.4f}", refresh=False)
 
+    def close(self) -> None:
+        """End the bar's line (a message printed next starts on its own line); closing twice is harmless."""
+        self.bar.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.bar.close()
+        self.close()
         return False
 
 
