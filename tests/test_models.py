@@ -156,6 +156,32 @@ def test_fused_attention_is_taming_attention_without_the_matrix():
     assert torch.equal(model.decode(z), plain)
 
 
+def test_clip_weights_from_a_file_are_the_files_and_init_is_restored(tmp_path):
+    """Loading NAME:/path skips the random init of the weights it replaces; every weight is the file's."""
+    import open_clip
+
+    from vqclip.bench import ARCHITECTURES
+    from vqclip.clip import register_clip_architectures
+
+    register_clip_architectures(ARCHITECTURES)
+    torch.manual_seed(3)
+    state = open_clip.create_model("vqclip-tiny-clip").state_dict()
+    torch.save(state, tmp_path / "tiny.pt")
+    inits = {n: getattr(torch.nn.init, n) for n in ("normal_", "uniform_", "kaiming_uniform_", "ones_")}
+    loaded = load_clip(f"vqclip-tiny-clip:{tmp_path / 'tiny.pt'}").model.state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert all(getattr(torch.nn.init, n) is fn for n, fn in inits.items())
+    assert torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5  # initialising works again
+
+
+def test_vqgan_weights_keep_the_models_dtype(tmp_path):
+    spec = VQGANSpec(ddconfig=dict(TINY_DDCONFIG), n_embed=64, embed_dim=32)
+    state = {k: v.half() for k, v in build_vqgan(spec).state_dict().items()}
+    model = build_vqgan(spec, state)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    assert torch.equal(model.codebook, state["quantize.embedding.weight"].float())
+
+
 def _tiny_yaml(**changes) -> str:
     """The tiny VQGAN's yaml with ddconfig (or params, for n_embed/embed_dim) values replaced by raw YAML text."""
     import yaml as pyyaml

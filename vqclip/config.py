@@ -73,15 +73,14 @@ class AnimationConfig:
 class SpeedConfig:
     """The fast path's switches (see vqclip.fastpath); `reference()` is the fp32 eager path speed is judged against."""
 
-    precision: str = "auto"  # auto: bf16 autocast of decoder + CLIP on CUDA, fp32 elsewhere; or fp32, bf16
+    precision: str = "auto"  # auto: bf16 autocast of decoder + CLIP on CUDA and AMX CPUs, fp32 elsewhere; or fp32, bf16
     channels_last: Optional[bool] = None  # None: where it pays (CUDA)
     fused_optim: Optional[bool] = None  # None: a fused optimiser step on CUDA
     compile: bool = False  # torch.compile the decoder and CLIP's image tower: slower first step, faster after
-    # torch.compile's mode when compile is true (ignored otherwise): default, reduce-overhead (CUDA graphs),
-    # max-autotune (kernel autotuning, also with CUDA graphs); see COMPILE_MODES
-    compile_mode: str = "default"
+    compile_mode: str = "default"  # with compile: default, reduce-overhead, max-autotune (see COMPILE_MODES)
     checkpoint_pixels: int = 512 * 512  # recompute the high-res decoder blocks above this many pixels; 0: never
-    fused_attention: bool = True  # the decoder's attention through a fused SDPA kernel (same maths, less memory)
+    fused_attention: bool = True  # decoder attention via fused SDPA, CLIP's tower via vqclip.clip_fused (same maths)
+    threads: int = 0  # CPU threads; 0: OMP_NUM_THREADS if set, else the cores other processes leave idle
 
     @classmethod
     def reference(cls) -> "SpeedConfig":

@@ -167,6 +167,7 @@ class Run:
         self.models = models or load_models(self.plan, self.device, self.cfg.model.checkpoints_dir)
         self.settings = settings(self.cfg, self.device)
         fastpath.prepare(self.models.vqgan, self.models.perceptors, self.settings.fast)
+        fastpath.set_threads(self.cfg.speed, self.device)
         if self.resume is not None:
             check_models(self.resume, self.models.fingerprints)
         return self

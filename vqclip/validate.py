@@ -114,6 +114,8 @@ def validate_speed(speed: SpeedConfig) -> None:
     if speed.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"speed.compile_mode must be {', '.join(COMPILE_MODES[:-1])} or {COMPILE_MODES[-1]}, "
                           f"got {speed.compile_mode!r}")
+    if speed.threads < 0:
+        raise ConfigError(f"speed.threads must be 0 (auto) or a positive number of CPU threads, got {speed.threads}")
     if speed.checkpoint_pixels < 0:
         raise ConfigError(f"speed.checkpoint_pixels must be 0 (never) or positive, got {speed.checkpoint_pixels}")
 

@@ -218,9 +218,10 @@ def _vqgan_part(state_dict: dict) -> dict:
 
 def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = "VQGAN") -> VQGAN:
     """Build the model; with a state dict, every key must fit (no silent strict=False garbage)."""
-    model = VQGAN(spec)
     if state_dict is None:
-        return model
+        return VQGAN(spec)
+    with torch.device("meta"):  # no random init of weights the state dict replaces (~0.5 s CPU for f16_16384)
+        model = VQGAN(spec)
     state = {k: v for k, v in _vqgan_part(state_dict).items() if not k.startswith(_IGNORED_PREFIXES)}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -238,7 +239,8 @@ def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = 
                          f"vs config {tuple(own[k].shape)})")
         raise CheckpointError(f"the checkpoint of {name} does not fit its config: {'; '.join(parts)}; "
                               f"check that the yaml and ckpt belong together")
-    model.load_state_dict(state)
+    # the checkpoint's tensors become the weights (no copy), in the dtype the model declares
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
     return model
 
 

@@ -7,11 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..animate import run_animation
 from ..errors import UsageError
-from ..provenance import config_for
-from ..runner import VQGANFinder, prepare_resume, prepare_run
-from ..writer import Interrupted
 from . import options as o
 from .common import (
     CheckpointsDir,
@@ -82,6 +78,12 @@ def animate(
     elif prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from ..animate import run_animation
+    from ..provenance import config_for
+    from ..runner import VQGANFinder, prepare_resume, prepare_run
+    from ..writer import Interrupted
+
     with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:

@@ -8,8 +8,6 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .. import clip_tools
-from ..config import resolve
 from ..errors import UsageError
 from .common import CheckpointsDir, Debug, Offline, app, command, set_offline
 
@@ -19,6 +17,13 @@ Clip = Annotated[Optional[str], typer.Option(
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (default: the preset's, else auto).")]
 Preset = Annotated[Optional[List[str]], typer.Option(
     "--preset", help="Take the CLIP, device and checkpoints folder of a preset (e.g. toy); repeatable.")]
+
+
+def _tools():
+    """vqclip.clip_tools, imported when a command runs (it imports torch), so `vqclip --help` stays fast."""
+    from .. import clip_tools
+
+    return clip_tools
 
 
 @dataclass
@@ -35,6 +40,8 @@ class _Setup:
         checkpoints = str(checkpoints_dir) if checkpoints_dir else None
         if not presets:
             return cls(clip, device or "auto", checkpoints)
+        from ..config import resolve
+
         cfg = resolve(presets)
         if clip is None and len(cfg.model.clip) != 1:
             raise UsageError(f"preset {', '.join(presets)} guides with {len(cfg.model.clip)} CLIPs "
@@ -42,7 +49,7 @@ class _Setup:
         return cls(clip or cfg.model.clip[0], device or cfg.device, checkpoints or cfg.model.checkpoints_dir)
 
     def perceptor(self):
-        return clip_tools.open_perceptor(self.clip, self.device, self.checkpoints)
+        return _tools().open_perceptor(self.clip, self.device, self.checkpoints)
 
 
 @app.command()
@@ -54,6 +61,7 @@ def score(
     offline: Offline = False, debug: Debug = False,
 ):
     """CLIP similarity (cosine) of each image to --prompt: one `score  path` line per image, in order."""
+    clip_tools = _tools()
     setup = _Setup.of(preset, clip, device, checkpoints_dir, offline)
     paths = clip_tools.check_images(images)
     clip_tools.check_text(prompt, "prompt")
@@ -80,6 +88,7 @@ def rank(
     Subfolders are searched (not hidden ones, nor runs' frames/ unless --frames); videos, animated GIFs, contact
     sheets and the checkpoints folder are skipped. Embeddings are cached.
     """
+    clip_tools = _tools()
     setup = _Setup.of(preset, clip, device, checkpoints_dir, offline)
     # bad input is caught before the model loads
     clip_tools.check_rank(folder, query, top, recursive, frames, setup.checkpoints)
@@ -101,6 +110,7 @@ def classify(
     offline: Offline = False, debug: Debug = False,
 ):
     """Zero-shot classification of IMAGE: `probability  label` lines, best first."""
+    clip_tools = _tools()
     setup = _Setup.of(preset, clip, device, checkpoints_dir, offline)
     path = clip_tools.check_images([image])[0]
     names = clip_tools.parse_labels(labels)

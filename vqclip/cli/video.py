@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..video import assemble, frame_paths, frame_rate
 from .common import Debug, app, command
 
 
@@ -25,6 +24,9 @@ def video(
     debug: Debug = False,
 ):
     """Assemble the frames of FRAMES_DIR into an mp4; prints its path."""
+    # the library is imported when the command runs, so `vqclip --help` stays fast
+    from ..video import assemble, frame_paths, frame_rate
+
     frames = frame_paths(frames_dir)
     rate = frame_rate(len(frames), fps, seconds)
     path = out or frames_dir.resolve().with_name(f"{frames_dir.resolve().name}.mp4")
