@@ -108,7 +108,7 @@ def test_public_api_is_lazy_listed_and_versioned():
 
 def test_cli_help_imports_no_torch():
     """`vqclip --help` and each command's --help stay light: the library loads when a command runs."""
-    commands = [[], ["generate"], ["batch"], ["animate"], ["bench"], ["video"], ["models", "list"], ["score"]]
+    commands = [[], ["generate"], ["batch"], ["animate"], ["bench"], ["eval"], ["video"], ["models", "list"], ["score"]]
     code = ("import sys; from typer.testing import CliRunner; from vqclip.cli import app; "
             f"codes = [CliRunner().invoke(app, [*c, '--help']).exit_code for c in {commands!r}]; "
             "print(codes, [m for m in ('torch', 'open_clip', 'numpy', 'vqclip.runner') if m in sys.modules])")
@@ -134,8 +134,8 @@ def test_every_imported_distribution_is_declared():
 
     deps = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]["dependencies"]
     declared = {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in deps}
-    dist_of = {"yaml": "pyyaml", "PIL": "pillow", "open_clip": "open_clip_torch", "taming": "taming-transformers-rom1504",
-               "imageio_ffmpeg": "imageio-ffmpeg"}
+    dist_of = {"yaml": "pyyaml", "PIL": "pillow", "open_clip": "open_clip_torch",
+               "taming": "taming-transformers-rom1504", "imageio_ffmpeg": "imageio-ffmpeg"}
     std = set(sys.stdlib_module_names)
     used = set()
     for path in _modules().values():

@@ -8,14 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from PIL import Image
-from tqdm.auto import tqdm
 from typing_extensions import Annotated
 
-from .. import toy
-from ..device import pick_device
-from ..evaluate import EvalOptions, contact_sheet, run_eval, table
-from ..outputs import write_durably
 from . import options as o
 from .common import Debug, Presets, Sets, app, command, need
 
@@ -43,6 +37,15 @@ def eval_(
     debug: Debug = False,
 ):
     """Judge generated images by pixel statistics (never CLIP): colour and shape accuracy, time per image."""
+    # the library (torch, numpy) loads when the command runs, so `vqclip --help` stays light
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from .. import toy
+    from ..device import pick_device
+    from ..evaluate import EvalOptions, contact_sheet, run_eval, table
+    from ..outputs import write_durably
+
     texts = [c.strip() for c in captions.split(",") if c.strip()] if captions is not None else list(toy.CAPTIONS)
     need(bool(texts), "give at least one caption, e.g. --captions 'a red circle,a blue square'")
     settings = {k: v for k, v in o.config_options(locals()).items() if k != "device"}
