@@ -37,6 +37,8 @@ def test_eval_cli_writes_figures_that_add_up(tiny_models, tmp_path):
                                                                   ("a blue square", 0), ("a blue square", 1)]
         right = np.mean([i["colour"] == i["caption"].split()[1] for i in per_image])
         assert figures[run]["colour_accuracy"] == right
+        fits = np.mean([i["fit"] == i["caption"].split()[2] for i in per_image])
+        assert figures[run]["shape_fit"] == fits >= figures[run]["shape_accuracy"]  # a named shape fits itself
         assert figures[run]["seconds_per_image"] > 0 and figures[run]["cpu_seconds_per_image"] > 0
     assert Image.open(sheet).size == (2 * 34, 2 * 34)  # two seeds across, two captions down, 2 px gaps
 
@@ -49,7 +51,7 @@ def test_eval_judges_the_image_generate_makes(tiny_models):
     figures, runs = run_eval(options, device=torch.device("cpu"))
     (item,) = runs["trained"]
     verdict = judge.judge(item.image)
-    assert (item.colour, item.shape) == (verdict.colour, verdict.shape)
+    assert (item.colour, item.shape, item.fit) == (verdict.colour, verdict.shape, verdict.fit)
     assert "untrained" not in figures
 
 

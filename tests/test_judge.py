@@ -61,3 +61,14 @@ def test_blur_turns_a_shape_into_none():
     img = toy.render("blue", "triangle", np.random.default_rng(8), 64)
     assert judge.judge(img).shape == "triangle"
     assert judge.judge(toy.blur(img, 0.05 * 64).round().astype(np.uint8)).shape == "none"
+
+
+def test_a_near_miss_keeps_its_best_fit():
+    """A blurred triangle is named no shape, but the ideal shape that fits it best is still the triangle: eval's
+    `shape_fit` counts such near misses; a named shape always fits itself."""
+    img = toy.render("blue", "triangle", np.random.default_rng(8), 64)
+    blurred = judge.judge(toy.blur(img, 0.05 * 64).round().astype(np.uint8))
+    assert blurred.shape == "none" and blurred.fit == "triangle"
+    for colour, shape in (("red", "circle"), ("green", "square"), ("yellow", "triangle")):
+        verdict = judge.judge(toy.render(colour, shape, np.random.default_rng(4), 64))
+        assert verdict.shape == verdict.fit == shape

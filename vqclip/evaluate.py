@@ -50,6 +50,7 @@ class Judged:
     shape: str
     iou: float
     edge: float
+    fit: str  # the best-fitting ideal shape even where the judge names none (judge.Verdict.fit)
     seconds: float  # wall time of the generate loop (models already loaded)
     cpu_seconds: float  # CPU time of the process over the same span (all threads)
     image: Optional[torch.Tensor] = field(default=None, repr=False)  # [3, H, W] in [0, 1]
@@ -91,7 +92,8 @@ def judge_run(options: EvalOptions, models: Models, device: torch.device, finder
             # judged as the PNG would store it: rounded to 8 bits
             image = final.image[0].detach().float().clamp(0, 1).mul(255).round().div(255).cpu()
             verdict = judge.judge(image)
-            item = Judged(caption, seed, verdict.colour, verdict.shape, verdict.iou, verdict.edge, seconds, cpu, image)
+            item = Judged(caption, seed, verdict.colour, verdict.shape, verdict.iou, verdict.edge, verdict.fit,
+                          seconds, cpu, image)
             out.append(item)
             if on_image:
                 on_image(item)
@@ -105,6 +107,9 @@ def summary(items: Sequence[Judged]) -> dict:
         "colour_accuracy": sum(i.colour_right for i in items) / n,
         "shape_accuracy": sum(i.shape_right for i in items) / n,
         "shape_none": sum(i.shape == judge.NONE for i in items) / n,  # images the judge would not name a shape in
+        # near misses: the prompted shape fits the main blob best, though too loosely to be named (chance 1/3)
+        "shape_fit": sum(i.fit == i.caption.split()[2] for i in items) / n,
+        "mean_iou": float(np.mean([i.iou for i in items])),
         "seconds_per_image": float(np.mean([i.seconds for i in items])),
         "cpu_seconds_per_image": float(np.mean([i.cpu_seconds for i in items])),
         "per_image": [{k: v for k, v in dataclasses.asdict(i).items() if k != "image"} for i in items],
@@ -152,12 +157,14 @@ def run_eval(options: EvalOptions, device: torch.device,
 
 def table(figures: dict) -> str:
     """A few lines for the terminal: accuracy and time per run, with chance beside them."""
-    lines = [f"{'models':<10} {'images':>6} {'colour':>7} {'shape':>7} {'no shape':>8} {'s/image':>8} {'cpu s':>6}"]
+    lines = [f"{'models':<10} {'images':>6} {'colour':>7} {'shape':>7} {'no shape':>8} {'fit':>6} {'IoU':>5} "
+             f"{'s/image':>8} {'cpu s':>6}"]
     for name in ("trained", "untrained"):
         if name in figures:
             f = figures[name]
             lines.append(f"{name:<10} {f['images']:>6} {f['colour_accuracy']:>7.1%} {f['shape_accuracy']:>7.1%} "
-                         f"{f['shape_none']:>8.1%} {f['seconds_per_image']:>8.2f} {f['cpu_seconds_per_image']:>6.2f}")
+                         f"{f['shape_none']:>8.1%} {f['shape_fit']:>6.0%} {f['mean_iou']:>5.2f} "
+                         f"{f['seconds_per_image']:>8.2f} {f['cpu_seconds_per_image']:>6.2f}")
     lines.append(f"chance: colour {CHANCE['colour']:.0%}, shape {CHANCE['shape']:.0%}; "
                  f"{figures['size'][0]}x{figures['size'][1]}, {figures['steps']} steps, {figures['device']}")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ class Verdict:
     shape: str  # a SHAPES entry or "none"
     iou: float = 0.0  # soft IoU of the main blob with its best-fitting ideal shape
     edge: float = 0.0  # pixels the edge takes to rise from background to shape (see edge_width)
+    fit: str = "none"  # the best-fitting ideal shape, thresholds aside: a diagnostic of a near miss, not a verdict
 
 
 def as_pixels(img) -> np.ndarray:
@@ -176,8 +177,8 @@ def judge(img) -> Verdict:
     shape, iou = best_fit(strength)
     edge = edge_width(strength, main)
     if iou < MIN_IOU or edge > MAX_EDGE or (rivals and rivals[0] > MAX_RIVAL * main.sum()):
-        return Verdict(colour, NONE, iou, edge)
-    return Verdict(colour, shape, iou, edge)
+        return Verdict(colour, NONE, iou, edge, shape)
+    return Verdict(colour, shape, iou, edge, shape)
 
 
 def validate(per_caption: int, sizes=(32, 64, 128), extent=(0.2, 0.8), per_negative: int = 0, seed: int = 0) -> dict:
