@@ -29,7 +29,8 @@ def test_recorded_yaml_round_trips():
     (["optim.lr=-1"], "optim.lr must be positive"),
     (["cutouts.cutn=0"], "cutouts.cutn must be positive"),
     (["device=tpu"], "device"),
-    (["speed.compile_mode=fastest"], "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'"),
+    (["speed.compile_mode=fastest"],
+     "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'"),
 ])
 def test_bad_overrides_name_the_key(sets, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
@@ -67,3 +68,14 @@ def test_variant_tables_carry_exactly_the_names_config_offers():
     assert set(INITS) == set(choices.INIT_NAMES)
     assert set(SCHEDULES) == set(choices.SCHEDULE_NAMES)
     assert set(LOSSES) == set(choices.LOSS_NAMES)
+
+
+QUALITY_PRESETS = ("draft", "normal", "better", "best", "pixray")
+
+
+@pytest.mark.parametrize("name", QUALITY_PRESETS)
+def test_quality_presets_change_only_the_loop(name):
+    """A quality preset combines with a model preset: after `toy`, the models and size stay toy's."""
+    toy, both = resolve(["toy"]), resolve(["toy", name])
+    assert (both.model, both.width, both.height) == (toy.model, toy.width, toy.height)
+    assert both != toy, f"{name} changes nothing"
