@@ -24,16 +24,18 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .version import __version__
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
+from .gallery import Gallery
 from .inflight import InFlight, in_flight
 from .jobs import Job
 from .memory import SUGGEST_SHARE, Workload, available_bytes
+from .observe import Observer
 from .optimize import Step
 from .outputs import append_jsonl, check_writable, read_jsonl, save_png, write_jsonl
 from .plan import Plan
@@ -184,10 +186,15 @@ def check_batch(planned: list[Planned], out: Path, device: torch.device, batch_s
 
 def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard = Shard(),
               on_step: Optional[Callable[[Step], None]] = None, on_done: Optional[Callable[[dict], None]] = None,
-              sheet: bool = True, models: Optional[ModelCache] = None) -> BatchResult:
-    """Run this rank's unfinished jobs in groups of batch_size; rank 0 merges manifests and draws the sheet."""
+              sheet: bool = True, models: Optional[ModelCache] = None,
+              observers: Sequence[Observer] = ()) -> BatchResult:
+    """Run this rank's unfinished jobs in groups of batch_size; rank 0 merges manifests and draws the sheet.
+
+    Rank 0 keeps the gallery (index.html) current as images finish; `observers` watch every group (--preview).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = read_manifest(out)
     done = finished_ids(out)
     shard.barrier()  # every rank has read the manifest before any rank appends to it
     todo = [p for p in planned if p.job.id not in done]
@@ -198,15 +205,23 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
     starts = {job_id: f.step for job_id, f in flights.items()}
     groups = sorted(make_groups(mine, batch_size, starts), key=lambda g: _model_key(g[0]))
     models = models or ModelCache()
+    gallery = Gallery(out, earlier) if shard.rank == 0 else None
+    for o in observers:
+        o.expect(sum(g[0].cfg.steps + 1 - starts.get(g[0].job.id, 0) for g in groups))  # a group starts together
     try:
         for group in groups:
-            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights):
+            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights,
+                                     observers):
                 result.records.append(record)
+                if gallery is not None:
+                    gallery.add(record)
                 if on_done is not None:
                     on_done(record)
     except BatchInterrupted as e:
         result.records += e.records
         result.interrupted = True
+        if gallery is not None:
+            gallery.flush(read_manifest(out))
         return result  # no barrier: the other ranks are being interrupted too
     shard.barrier()  # all ranks are done
     if shard.rank == 0:
@@ -214,6 +229,7 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
             result.manifest = merge_manifests(out)
         if sheet:
             result.sheet = contact_sheet(out, read_manifest(out))
+        gallery.flush(read_manifest(out))  # every rank's images, and the contact sheet's link
     return result
 
 
@@ -222,7 +238,8 @@ def job_folder(p: Planned) -> str:
 
 
 def _run_group(group: list[Planned], models: ModelCache, device: torch.device, out: Path, manifest: Path, rank: int,
-               on_step: Optional[Callable[[Step], None]], flights: dict[str, InFlight]) -> list[dict]:
+               on_step: Optional[Callable[[Step], None]], flights: dict[str, InFlight],
+               observers: Sequence[Observer] = ()) -> list[dict]:
     """Optimise a group's images together (continuing those in flight); save and record each one; Ctrl-C saves
     them as interrupted, with their states."""
     first = group[0]
@@ -243,7 +260,7 @@ def _run_group(group: list[Planned], models: ModelCache, device: torch.device, o
     starts = [f.saved.loop for f in flying if f is not None and f.saved is not None]
     steps = run.steps([p.plan.prompts for p in group], [p.cfg.seed for p in group], starts or None)
     try:
-        write_steps(steps, writers, on_step, on_finish=record)
+        write_steps(steps, writers, on_step, on_finish=record, observers=observers)
     except Interrupted:
         raise BatchInterrupted(records) from None
     return records
@@ -255,6 +272,7 @@ def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> 
               "seed": p.cfg.seed, "status": "done" if r.status == "complete" else r.status,
               "image": _rel(r.image, manifest.parent), "folder": _rel(r.folder, manifest.parent),
               "videos": [_rel(v, manifest.parent) for v in r.videos], "step": r.step, "steps": p.cfg.steps,
+              "size": [p.cfg.width, p.cfg.height],
               "loss": r.loss, "seconds": round(r.seconds, 3), "batch": batch, "rank": rank,
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if r.resumed:
