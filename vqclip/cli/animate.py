@@ -27,6 +27,7 @@ from .common import (
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
+from .watch import watching
 
 
 @app.command()
@@ -59,6 +60,9 @@ def animate(
     fps: o.Fps = None,
     gif: o.Gif = None,
     device: o.Device = None,
+    preview: o.Preview = False,
+    preview_port: o.PreviewPort = 0,
+    preview_host: o.PreviewHost = o.PREVIEW_HOST,
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
@@ -84,14 +88,17 @@ def animate(
     with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:
-            run = prepare_resume(resume, options, set_ or (), animation=True, finder=finder)
+            run = prepare_resume(resume, options, set_ or (), animation=True, finder=finder, load=False)
         else:
             cfg = config_for(prompt, preset, from_, set_, options, command="animate")
-            run = prepare_run(cfg, unit="frame", finder=finder)
+            run = prepare_run(cfg, unit="frame", finder=finder, load=False)
     start = run.resume.step if run.resume is not None else 0
-    with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, sigterm_as_interrupt():
+    with watching(preview, preview_host, preview_port, "animate", run.cfg.prompt or "") as observers, \
+            StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, sigterm_as_interrupt():
         try:
-            result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step))
+            # the models load once --preview holds its port: a taken one fails before the slow part
+            result = run_animation(run.load(), save_frames, on_frame=lambda step: _frame_done(bar, step),
+                                   observers=observers)
         except Interrupted as e:
             r = e.result
             hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""

@@ -23,6 +23,7 @@ from .common import (
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
+from .watch import watching
 
 
 @app.command()
@@ -53,6 +54,9 @@ def generate(
     gif: o.Gif = None,
     fps: o.Fps = None,
     device: o.Device = None,
+    preview: o.Preview = False,
+    preview_port: o.PreviewPort = 0,
+    preview_host: o.PreviewHost = o.PREVIEW_HOST,
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
@@ -73,13 +77,15 @@ def generate(
     with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:
-            run = prepare_resume(resume, options, set_ or (), finder=finder)
+            run = prepare_resume(resume, options, set_ or (), finder=finder, load=False)
         else:
-            run = prepare_run(config_for(prompt, preset, from_, set_, options), finder=finder)
+            run = prepare_run(config_for(prompt, preset, from_, set_, options), finder=finder, load=False)
     start = run.resume.step if run.resume is not None else 0
-    with StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
+    with watching(preview, preview_host, preview_port, "generate", run.cfg.prompt or "") as observers, \
+            StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
         try:
-            result = run_image(run, on_step=bar.update)
+            # the models load once --preview holds its port: a taken one fails before the slow part
+            result = run_image(run.load(), on_step=bar.update, observers=observers)
         except Interrupted as e:
             r = e.result
             hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
