@@ -22,7 +22,7 @@ _API = {
     "ModelCache": "runner",
     "Step": "optimize", "RunResult": "writer", "Interrupted": "writer",
     "to_pil": "images", "load_image": "images",
-    "VQClipError": "errors",
+    "VQClipError": "errors", "NotebookDisplay": "notebook",
 }
 
 __all__ = ["__version__", *_API]
