@@ -291,15 +291,19 @@ def test_pages_of_other_sites_are_refused(served):
 runner = CliRunner()
 
 
-def test_generate_preview_prints_its_url_and_ends_with_the_run(tiny_args, tmp_path):
-    result = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--preview"])
+@pytest.mark.parametrize("command", ["generate", "animate", "batch"])
+def test_preview_prints_its_url_and_ends_with_the_run(command, tiny_args, tmp_path):
+    (tmp_path / "prompts.txt").write_text("a red circle\n")
+    what = {"generate": ["a red circle"], "animate": ["a red circle", "--frames", "2", "--steps-per-frame", "1"],
+            "batch": [str(tmp_path / "prompts.txt")]}[command]
+    result = runner.invoke(app, [command, *what, *tiny_args, "--preview"])
     assert result.exit_code == 0, result.output
     (url,) = re.findall(r"preview: (http://127\.0\.0\.1:\d+/)", result.stderr)
     assert refused(url)
-    assert result.stdout.strip().splitlines()[-1].endswith("final.png")
+    assert result.stdout.strip().splitlines()[-1].endswith(".mp4" if command == "animate" else "final.png")
 
 
-def test_a_port_in_use_is_a_one_line_error(tiny_args):
+def test_a_port_in_use_is_a_one_line_error(tiny_args, no_model_loads):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -308,6 +312,24 @@ def test_a_port_in_use_is_a_one_line_error(tiny_args):
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use; give another --preview-port, or 0 " \
                                     f"for any free one"
+
+
+def test_an_address_it_cannot_listen_on_is_a_one_line_error(tiny_args, tmp_path, no_model_loads):
+    result = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--preview", "--preview-host", "999.1.1.1"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: cannot serve the preview on 999.1.1.1:0 (")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()  # nothing made
+
+
+@pytest.mark.slow
+def test_the_benchmark_script_measures_both_arms(tmp_path):
+    script = Path(__file__).parent.parent / "scripts" / "bench_preview.py"
+    out = subprocess.run([sys.executable, str(script), "--pairs", "1", "--steps", "3", "--save-every", "1",
+                          "--json", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads((tmp_path / "b.json").read_text())
+    for name in ("wall", "loop_thread_cpu", "process_cpu"):
+        assert figures[name]["with_s_per_step"] > 0 and figures[name]["without_s_per_step"] > 0
+    assert figures["preview_calls_on_loop_thread_s_per_step"] > 0 and len(figures["load_before"]) == 3
 
 
 def test_state_drops_a_page_that_falls_too_far_behind():
