@@ -18,7 +18,8 @@ from vqclip.cli import app
 from vqclip.gallery import GALLERY, Gallery, render_gallery, write_gallery
 
 runner = CliRunner()
-SHOTS = os.environ.get("VQCLIP_SCREENSHOTS")
+# a folder (e.g. docs): the browser tests also save their screenshots there; read before the tests chdir
+SHOTS = Path(os.environ["VQCLIP_SCREENSHOTS"]).resolve() if os.environ.get("VQCLIP_SCREENSHOTS") else None
 
 
 class Page(HTMLParser):

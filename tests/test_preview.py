@@ -35,7 +35,8 @@ from vqclip.preview import live, open_preview
 from vqclip.preview.state import LiveState
 from vqclip.runner import run
 
-SHOTS = os.environ.get("VQCLIP_SCREENSHOTS")  # a folder: the browser tests also save their screenshots there (docs/)
+# a folder (e.g. docs): the browser tests also save their screenshots there; read before the tests chdir
+SHOTS = Path(os.environ["VQCLIP_SCREENSHOTS"]).resolve() if os.environ.get("VQCLIP_SCREENSHOTS") else None
 
 
 class SSEClient:
