@@ -67,7 +67,9 @@ def one_run(cfg, models, preview: bool) -> tuple[float, float, float, float]:
     if preview:
         with open_preview("generate", cfg.prompt) as live:
             reader = subprocess.Popen([sys.executable, "-c", READER, live.url])
-            time.sleep(0.5)  # the page is connected before the run starts
+            while not live.state._clients:  # the page is connected (its start-up done) before the run starts
+                time.sleep(0.05)
+            time.sleep(0.5)
             timed = Timed(live.observer)
             run_image(run, on_step=first, observers=[timed])
         reader.wait(30)

@@ -177,7 +177,7 @@ def test_the_gallery_of_a_toy_batch_opened_from_disk_shows_every_prompt(tmp_path
     need_chromium()
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
     (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
-    result = runner.invoke(app, ["batch", str(tmp_path / "prompts.txt"), "--preset", "toy", "--steps", "60",
+    result = runner.invoke(app, ["batch", str(tmp_path / "prompts.txt"), "--preset", "toy", "--steps", "40",
                                  "--seed", "10", "--out", str(tmp_path / "batch"), "--video"])
     assert result.exit_code == 0, result.output
     index = tmp_path / "batch" / GALLERY
