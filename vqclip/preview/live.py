@@ -49,7 +49,7 @@ class LivePreview(Observer):
         self.state = state
         self._tasks: queue.Queue = queue.Queue()
         self._latest: dict[tuple[int, int], int] = {}  # (group, slot) -> the newest frame's step queued for it
-        self._group = 0
+        self._group, self._group_start = 0, None
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, loss [B]) not handed over yet
         self._expected, self._fixed_expected, self._seen = 0, False, 0
         self._first: Optional[float] = None
@@ -72,10 +72,14 @@ class LivePreview(Observer):
         slots = [{"index": b, "prompt": w.cfg.prompt, "seed": w.cfg.seed, "name": w.folder.name,
                   "steps": w.cfg.animation.frames if w.layout.final_is_frame else w.cfg.steps, "step": None,
                   "image": None, "active": None, "status": "running", "loss": []} for b, w in enumerate(writers)]
-        self._pending = []
+        self._pending, self._group_start = [], None
         self._tasks.put(("begin", {"slots": slots}))
 
     def step(self, step) -> None:
+        if self._group_start is None:
+            self._group_start = step.i
+            if not self._fixed_expected:
+                self._expected -= step.i  # a resumed run starts part-way
         self._seen += 1
         if self._first is None:
             self._first = time.perf_counter()
