@@ -172,6 +172,27 @@ def test_a_page_opened_late_starts_from_the_whole_state(tiny_models, tmp_path):
     assert snapshot["status"] == "complete"
 
 
+def test_a_resumed_run_counts_its_time_left_from_where_it_resumes(tiny_models, tmp_path):
+    from vqclip.runner import prepare_resume, run_image
+    from vqclip.writer import Interrupted
+
+    def stop(step):
+        if step.i == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stopped:
+        run(tiny_cfg(tiny_models, tmp_path, steps=10, **{"output.save_every": 2}), on_step=stop)
+    resumed = prepare_resume(stopped.value.result.folder)
+    with open_preview("generate", "a red circle") as preview:
+        client = SSEClient(preview.url)
+        client.wait(lambda e: e)
+        run_image(resumed, observers=[preview.observer])
+    client.wait(lambda e: e[-1][0] == "end")
+    first = client.of("loss")[0]["points"][0][0]
+    assert first == resumed.resume.step > 0
+    assert client.of("frame")[-1]["progress"]["expected"] == 10 + 1 - first  # the steps this run makes
+
+
 def test_images_are_encoded_off_the_loop_thread(tiny_models, tmp_path, monkeypatch):
     threads = []
     real = live.data_url

@@ -13,7 +13,10 @@
   Multi-node: run on every node, with `--out` on a shared filesystem,
   `torchrun --nnodes 2 --node_rank K --nproc_per_node 8 --master_addr HOST0 --master_port 29500 \\
        -m vqclip batch prompts.txt --out /shared/run`.
+- The gallery (vqclip.gallery, index.html) is rewritten as images finish; observers (--preview) watch each group.
 """
+# size: one loop carries resume, jobs in flight, ranks, the gallery and observers; the manifest's helpers
+# (manifest_path ... _record) are the part to move out once the manifest work in flight has landed
 
 from __future__ import annotations
 
@@ -188,10 +191,8 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
               on_step: Optional[Callable[[Step], None]] = None, on_done: Optional[Callable[[dict], None]] = None,
               sheet: bool = True, models: Optional[ModelCache] = None,
               observers: Sequence[Observer] = ()) -> BatchResult:
-    """Run this rank's unfinished jobs in groups of batch_size; rank 0 merges manifests and draws the sheet.
-
-    Rank 0 keeps the gallery (index.html) current as images finish; `observers` watch every group (--preview).
-    """
+    """Run this rank's unfinished jobs in groups of batch_size, watched by `observers` (--preview); rank 0 keeps the
+    gallery (index.html) current as images finish, merges manifests and draws the sheet."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     earlier = read_manifest(out)
@@ -205,7 +206,7 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
     starts = {job_id: f.step for job_id, f in flights.items()}
     groups = sorted(make_groups(mine, batch_size, starts), key=lambda g: _model_key(g[0]))
     models = models or ModelCache()
-    gallery = Gallery(out, earlier) if shard.rank == 0 else None
+    gallery = Gallery(out, earlier, active=shard.rank == 0)
     for o in observers:
         o.expect(sum(g[0].cfg.steps + 1 - starts.get(g[0].job.id, 0) for g in groups))  # a group starts together
     try:
@@ -213,15 +214,13 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
             for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights,
                                      observers):
                 result.records.append(record)
-                if gallery is not None:
-                    gallery.add(record)
+                gallery.add(record)
                 if on_done is not None:
                     on_done(record)
     except BatchInterrupted as e:
         result.records += e.records
         result.interrupted = True
-        if gallery is not None:
-            gallery.flush(read_manifest(out))
+        gallery.flush(read_manifest(out))
         return result  # no barrier: the other ranks are being interrupted too
     shard.barrier()  # all ranks are done
     if shard.rank == 0:

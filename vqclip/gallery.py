@@ -123,10 +123,11 @@ def write_gallery(out: Path, records: Iterable[dict], title: str = "") -> Path:
 
 class Gallery:
     """Keeps a batch's gallery current as records come: rewritten at once, then at most every EVERY seconds, and
-    whenever `flush` is called."""
+    whenever `flush` is called. An inactive one (a torchrun rank other than 0) writes nothing."""
 
-    def __init__(self, out: Path, records: Iterable[dict] = (), title: str = "", every: Optional[float] = None):
-        self.out, self.title = Path(out), title
+    def __init__(self, out: Path, records: Iterable[dict] = (), title: str = "", every: Optional[float] = None,
+                 active: bool = True):
+        self.out, self.title, self.active = Path(out), title, active
         self.every = EVERY if every is None else every
         self.records = list(records)
         self.written = -math.inf
@@ -141,7 +142,7 @@ class Gallery:
     def flush(self, records: Optional[Iterable[dict]] = None) -> Optional[Path]:
         if records is not None:
             self.records, self.dirty = list(records), True
-        if not self.dirty:
+        if not self.dirty or not self.active:
             return None
         self.written, self.dirty = time.monotonic(), False
         return write_gallery(self.out, self.records, self.title)

@@ -93,19 +93,20 @@ def animate(
             cfg = config_for(prompt, preset, from_, set_, options, command="animate")
             run = prepare_run(cfg, unit="frame", finder=finder, load=False)
     start = run.resume.step if run.resume is not None else 0
-    with watching(preview, preview_host, preview_port, "animate", run.cfg.prompt or "") as observers, \
-            StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, sigterm_as_interrupt():
-        try:
-            # the models load once --preview holds its port: a taken one fails before the slow part
-            result = run_animation(run.load(), save_frames, on_frame=lambda step: _frame_done(bar, step),
-                                   observers=observers)
-        except Interrupted as e:
-            r = e.result
-            hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
-            typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)
-            for path in e.result.videos:
-                typer.echo(str(path))
-            raise typer.Exit(130) from None
+    with watching(preview, preview_host, preview_port, "animate", run.cfg.prompt or "") as observers:
+        run.load()  # once --preview holds its port (a taken one fails before the slow part), before the bar
+        with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, \
+                sigterm_as_interrupt():
+            try:
+                result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step),
+                                       observers=observers)
+            except Interrupted as e:
+                r = e.result
+                hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
+                typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)
+                for path in e.result.videos:
+                    typer.echo(str(path))
+                raise typer.Exit(130) from None
     typer.echo(f"done in {result.seconds:.1f}s; folder {result.folder}", err=True)
     for path in result.videos:
         typer.echo(str(path))

@@ -81,18 +81,18 @@ def generate(
         else:
             run = prepare_run(config_for(prompt, preset, from_, set_, options), finder=finder, load=False)
     start = run.resume.step if run.resume is not None else 0
-    with watching(preview, preview_host, preview_port, "generate", run.cfg.prompt or "") as observers, \
-            StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
-        try:
-            # the models load once --preview holds its port: a taken one fails before the slow part
-            result = run_image(run.load(), on_step=bar.update, observers=observers)
-        except Interrupted as e:
-            r = e.result
-            hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
-            typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)
-            if r.image is not None:
-                typer.echo(str(r.image))
-            raise typer.Exit(130) from None
+    with watching(preview, preview_host, preview_port, "generate", run.cfg.prompt or "") as observers:
+        run.load()  # once --preview holds its port (a taken one fails before the slow part), before the bar
+        with StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
+            try:
+                result = run_image(run, on_step=bar.update, observers=observers)
+            except Interrupted as e:
+                r = e.result
+                hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
+                typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)
+                if r.image is not None:
+                    typer.echo(str(r.image))
+                raise typer.Exit(130) from None
     for path in result.videos:
         typer.echo(f"video: {path}", err=True)
     typer.echo(f"done in {result.seconds:.1f}s, loss {result.loss:.4f}; folder {result.folder}", err=True)
