@@ -9,6 +9,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach for the networ
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_cpu_path(monkeypatch):
+    """The CPU's default precision follows AMX (bf16 where it has it, vqclip.fastpath): tests take the fp32 default
+    on every machine, so their figures do not depend on the CPU; tests/test_fastpath.py tests the choice itself."""
+    from vqclip import fastpath
+
+    monkeypatch.setattr(fastpath, "cpu_has_amx", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Files of a tiny VQGAN and a tiny CLIP, made once per session."""

@@ -10,20 +10,19 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image, PngImagePlugin
+from tiny import write_vqgan
 from typer.testing import CliRunner
 
-from tiny import write_vqgan
 from vqclip import vqgan
-from vqclip.plan import check
 from vqclip.cli import app
 from vqclip.outputs import read_png_metadata
+from vqclip.plan import check
 
 runner = CliRunner()
 
@@ -100,8 +99,9 @@ EARLY = [
     ("seed-negative", ["x", "--seed=-1"], 2, "seed must be between", None),
     ("unknown-optimizer", ["x", "--optimizer", "lbfgs"], 2, "unknown optimizer 'lbfgs'; choose one of: adam", None),
     ("unknown-augment", ["x", "--augments", "flip,wobble"], 2, "unknown augmentation 'wobble'; choose one of:", None),
-    ("unknown-vqgan", ["x", "--vqgan", "vqgan_nope"], 2, "unknown VQGAN model 'vqgan_nope'; choose one of:", None),
-    ("unknown-clip", ["x", "--clip", "NoSuchCLIP"], 2, "unknown CLIP model 'NoSuchCLIP'; choose one of:", None),
+    ("unknown-vqgan", ["x", "--vqgan", "vqgan_nope"], 2, "unknown VQGAN model 'vqgan_nope'", None),
+    ("unknown-clip", ["x", "--clip", "NoSuchCLIP"], 2, "unknown CLIP model 'NoSuchCLIP'; see `vqclip models list`",
+     None),
     ("unknown-clip-tag", ["x", "--clip", "ViT-B-32:nosuchtag"], 2, "unknown pretrained tag for ViT-B-32", None),
     ("clip-dir-missing", ["x", "--clip", "local-dir:{in}/nothing"], 2, "has no open_clip_config.json", None),
     ("clip-weights-missing", ["x", "--clip", "ViT-B-32:{in}/none.pt"], 2, "CLIP weights file", None),
@@ -115,8 +115,8 @@ EARLY = [
     ("init-missing", ["x", "--init-image", "{in}/missing.png"], 2, "does not exist", None),
     ("init-text-as-png", ["x", "--init-image", "{in}/text.png"], 2, "cannot read init image", None),
     ("init-empty", ["x", "--init-image", "{in}/empty.png"], 2, "is empty (0 bytes)", None),
-    ("init-directory", ["x", "--init-image", "{in}/folder.png"], 2, "is not a regular file", None),
-    ("init-fifo", ["x", "--init-image", "{in}/fifo.png"], 2, "is not a regular file", None),
+    ("init-directory", ["x", "--init-image", "{in}/folder.png"], 2, "is a folder, not a regular file", None),
+    ("init-fifo", ["x", "--init-image", "{in}/fifo.png"], 2, "is a FIFO (named pipe), not a regular file", None),
     ("init-truncated", ["x", "--init-image", "{in}/truncated.png"], 2, "cannot read init image", None),
     ("init-unsupported-svg", ["x", "--init-image", "{in}/drawing.svg"], 2, "cannot read init image", None),
     ("init-decompression-bomb", ["x", "--init-image", "{in}/good.png"], 2, "cannot read init image",
@@ -132,7 +132,7 @@ EARLY = [
     ("vqgan-yaml-not-taming", ["x", "--vqgan", "{in}/not_taming.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
      2, "is not a taming VQGAN config", None),
     ("vqgan-yaml-broken", ["x", "--vqgan", "{in}/broken.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
-     2, "is not a taming VQGAN config", None),
+     2, "broken.yaml is not valid YAML", None),
     ("from-png-without-metadata", ["--from", "{in}/good.png"], 2, "carries no vqclip config", None),
     ("from-text-file", ["--from", "{in}/text.png"], 2, "--from takes a PNG written by vqclip", None),
     ("from-missing", ["--from", "{in}/missing.png"], 2, "--from takes a PNG written by vqclip", None),
@@ -209,25 +209,27 @@ def test_bad_input_fails_before_any_model_loads(case, args, code, fragment, setu
 
 # the other commands: (id, argv after `vqclip`, exit code, fragment); {T} stands for the tiny model options
 OTHERS = [
-    ("batch-file-missing", ["batch", "{in}/missing.txt", "{T}"], 2, "cannot read the job file"),
+    ("batch-file-missing", ["batch", "{in}/missing.txt", "{T}"], 2, "missing.txt does not exist"),
     ("batch-file-empty", ["batch", "{in}/empty.txt", "{T}"], 2, "holds no prompts"),
     ("batch-file-only-comments", ["batch", "{in}/comments.txt", "{T}"], 2, "holds no prompts"),
     ("batch-file-not-utf8", ["batch", "{in}/latin1.txt", "{T}"], 2, "give a UTF-8 text, YAML or JSONL file"),
-    ("batch-file-is-a-folder", ["batch", "{in}/no_frames", "{T}"], 2, "cannot read the job file"),
+    ("batch-file-is-a-folder", ["batch", "{in}/no_frames", "{T}"], 2, "no_frames is a folder, not a regular file"),
     ("batch-yaml-unknown-key", ["batch", "{in}/badkey.yaml", "{T}"], 2, "unknown config key 'nope'"),
     ("batch-jsonl-broken", ["batch", "{in}/bad.jsonl", "{T}"], 2, "is not JSON"),
     ("batch-steps-zero", ["batch", "{in}/prompts.txt", "{T}", "--steps", "0"], 2, "steps must be positive"),
     ("video-folder-missing", ["video", "{in}/missing"], 2, "is not a folder"),
     ("video-folder-is-a-file", ["video", "{in}/text.png"], 2, "is not a folder"),
     ("video-no-frames", ["video", "{in}/no_frames"], 2, "holds no PNG, JPEG or WebP frames"),
-    ("video-unreadable-frame", ["video", "{in}"], 2, "cannot read frame"),
+    ("video-special-frame", ["video", "{in}"], 2, "fifo.png is a FIFO (named pipe), not a regular file; remove it"),
     ("animate-empty-prompt", ["animate", " ", "{T}"], 2, "prompt is empty"),
     ("animate-steps-zero", ["animate", "x", "{T}", "--steps", "0"], 2, "steps must be positive"),
     ("animate-size-below-one-token", ["animate", "x", "{T}", "--size", "1", "1"], 2, "smaller than one VQGAN token"),
-    ("animate-init-not-an-image", ["animate", "x", "{T}", "--init-image", "{in}/text.png"], 2, "cannot read init image"),
+    ("animate-init-not-an-image", ["animate", "x", "{T}", "--init-image", "{in}/text.png"], 2,
+     "cannot read init image"),
     ("animate-zoom-zero", ["animate", "x", "{T}", "--zoom", "0"], 2, "zoom must be positive"),
     ("animate-pan-one-number", ["animate", "x", "{T}", "--set", "animation.pan=[1]"], 2, "pan two numbers"),
-    ("animate-frames-zero", ["animate", "x", "{T}", "--set", "animation.frames=0"], 2, "animation.frames must be positive"),
+    ("animate-frames-zero", ["animate", "x", "{T}", "--set", "animation.frames=0"], 2,
+     "animation.frames must be positive"),
     ("animate-from-without-metadata", ["animate", "--from", "{in}/good.png", "{T}"], 2, "carries no vqclip config"),
     # a story in animate counts frames
     ("animate-keyframe-past-the-last-frame", ["animate", "x", "{T}", "--frames", "4", "--keyframe", "4=y"], 2,
@@ -339,7 +341,8 @@ def _empty_ckpt(folder):
     (lambda d, src: _empty_ckpt(d), "is corrupt or truncated"),
     (lambda d, src: _mismatched_ckpt(d), "does not fit its config"),
     (lambda d, src: _tensorless_ckpt(d), "holds no state dict of tensors"),
-], ids=["truncated", *[f"garbage{seed}" for seed in range(6)], "unknown-protocol", "empty", "yaml-ckpt-mismatch", "no-tensors"])
+], ids=["truncated", *[f"garbage{seed}" for seed in range(6)], "unknown-protocol", "empty", "yaml-ckpt-mismatch",
+        "no-tensors"])
 def test_bad_checkpoint_is_one_line_and_writes_nothing(make, fragment, tiny_args, tiny_models, tmp_path):
     ckpt = make(tmp_path, tiny_models["ckpt"])
     result = runner.invoke(app, ["generate", "x", *tiny_args, "--vqgan-ckpt", str(ckpt)])

@@ -10,16 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
 from vqclip.batch import plan_jobs, read_manifest, run_batch
-from vqclip.runner import ModelCache
 from vqclip.cli import app
 from vqclip.config import resolve
-from vqclip.errors import ConfigError, OutputError
+from vqclip.errors import ConfigError, UsageError
 from vqclip.jobs import read_jobs
 from vqclip.outputs import append_jsonl, read_jsonl, read_png_metadata
+from vqclip.runner import ModelCache
+from vqclip.sheet import LABEL_WIDTH
 
 runner = CliRunner()
 PROMPTS = "# three prompts\na red circle\n\na blue square  ## seed=3\n   # indented comment\na green #1 tree\n"
@@ -80,7 +83,8 @@ def test_three_prompts_three_results_manifest_and_resume(tiny_models, tmp_path):
         assert r["loss"] == pytest.approx(float(meta["loss"]), abs=1e-5)
     sheet = read_png_metadata(out / "contact_sheet.png")
     assert [t["prompt"] for t in json.loads(sheet["prompts"])] == [r["prompt"] for r in records]
-    assert Image.open(out / "contact_sheet.png").size == (64, 64)  # 2x2 grid of 32 px tiles
+    w, h = Image.open(out / "contact_sheet.png").size  # 2x2 grid of 32 px tiles, labelled (see test_sheet.py)
+    assert w == 2 * LABEL_WIDTH and h > 2 * 32
 
     again = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "10"])
     assert again.exit_code == 0, again.output
@@ -250,8 +254,8 @@ def test_torn_manifest_line_is_ignored_and_cut_before_the_next_append(tmp_path):
     assert read_jsonl(path) == [{"id": "a", "status": "done"}]
     append_jsonl(path, {"id": "c", "status": "done"})
     assert read_jsonl(path) == [{"id": "a", "status": "done"}, {"id": "c", "status": "done"}]
-    path.write_text('{"id": "a"}\nnot json\n{"id": "c"}\n')
-    with pytest.raises(OutputError, match="line 2"):
+    path.write_text('{"id": "a", "status": "done"}\nnot json\n{"id": "c", "status": "done"}\n')
+    with pytest.raises(UsageError, match="line 2 is not JSON; fix or delete that line"):
         read_manifest(tmp_path)
 
 
@@ -268,3 +272,138 @@ def test_groups_share_everything_but_prompt_seed_and_name(tiny_models, tmp_path)
         [["a", "b"], ["f"], ["c"], ["a seed^a tree"], ["a seed^a flower"], ["d"]]
     story = next(g[0] for g in groups if g[0].job.prompt == "d")
     assert [s for s, _ in story.plan.story] == [2]
+
+
+def test_a_damaged_final_image_is_made_again_on_resume(tiny_models, tmp_path):
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text("one\ntwo\n")
+    args = ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = out / read_jsonl(out / "manifest.jsonl")[0]["image"]
+    first.write_bytes(first.read_bytes()[:-40])  # truncated: listed as done, but not whole
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"{first} is damaged" in result.stderr and "made again" in result.stderr
+    assert "1 done, 1 already done before" in result.stderr
+    records = read_jsonl(out / "manifest.jsonl")
+    assert [r["prompt"] for r in records] == ["one", "two", "one"]
+    Image.open(out / records[-1]["image"]).load()  # the new image is whole, and the sheet shows it
+    tiles = json.loads(read_png_metadata(out / "contact_sheet.png")["prompts"])
+    assert [t["image"] for t in tiles] == [records[-1]["image"], records[1]["image"]]
+
+
+def test_the_contact_sheet_leaves_out_an_image_it_cannot_read(tmp_path, caplog):
+    from vqclip.batch import contact_sheet
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "final.png")
+    records = [{"id": k, "index": k, "status": "done", "image": f"{k}/final.png", "prompt": k, "seed": 1}
+               for k in ("a", "b")]
+    png = (tmp_path / "b" / "final.png").read_bytes()
+    (tmp_path / "b" / "final.png").write_bytes(png[:30] + bytes(len(png) - 30))  # same size, zeroed
+    sheet = contact_sheet(tmp_path, records)
+    assert [t["prompt"] for t in json.loads(read_png_metadata(sheet)["prompts"])] == ["a"]
+
+
+# manifest rows that resume must not trust: (id, the row, fragment of the one-line error)
+BAD_ROWS = [
+    ("a-list", "[1, 2]", "line 2 is not a record (a JSON object)"),
+    ("a-string", '"done"', "line 2 is not a record"),
+    ("id-not-text", '{"id": 3, "status": "done"}', "line 2: id should be str"),
+    ("no-status", '{"id": "x"}', "line 2: status should be str"),
+    ("index-not-a-number", '{"id": "x", "status": "done", "index": "one"}', "line 2: index should be int"),
+    ("absolute-image", '{"id": "x", "status": "done", "image": "/etc/passwd"}', "is not a path inside"),
+    ("image-outside", '{"id": "x", "status": "done", "image": "../../secret.png"}', "is not a path inside"),
+    ("not-json", '{"id": "x", "status": "done"', "line 2 is not JSON"),
+]
+
+
+@pytest.mark.parametrize("case, row, fragment", BAD_ROWS, ids=[c[0] for c in BAD_ROWS])
+def test_every_manifest_row_is_checked_before_resume(case, row, fragment, tiny_models, tmp_path, no_model_loads):
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text("one\n")
+    out.mkdir()
+    good = json.dumps({"id": "y", "status": "done", "image": None})
+    (out / "manifest.jsonl").write_text(f"{good}\n{row}\n{good}\n")
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    [line] = [x for x in result.stderr.replace("\r", "\n").splitlines() if x.strip() and not x.startswith("batch")]
+    assert line.startswith("error: ") and "manifest.jsonl" in line and fragment in line, line
+    assert "fix or delete that line" in line
+
+
+def test_seeds_that_overflow_when_a_batch_adds_k_are_refused(tiny_models, tmp_path, no_model_loads):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out"),
+                                 "--seed", str(2**63 - 2)])
+    assert result.exit_code == 2 and "p.txt:3: --seed 9223372036854775806 + job index 2 must be between 0 and " \
+        "2**63-1" in result.stderr
+    prompts.write_text("one  ## seed=true\n")
+    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out")])
+    assert result.exit_code == 2 and "p.txt:1: seed must be a whole number, got True" in result.stderr
+
+
+def test_a_loss_that_is_not_a_number_is_recorded_as_null(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    append_jsonl(path, {"id": "a", "status": "done", "loss": float("nan"), "more": [float("inf")]})
+    assert path.read_text() == '{"id": "a", "status": "done", "loss": null, "more": [null]}\n'
+
+
+def test_a_batch_on_a_folder_another_batch_holds_is_refused_before_any_model_loads(tiny_models, tmp_path,
+                                                                                   no_model_loads):
+    from vqclip.locks import try_lock
+
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text("one\n")
+    out.mkdir()
+    held = try_lock(out / "manifest.jsonl")  # what a running batch holds (an flock: another open file conflicts)
+    try:
+        result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out)])
+    finally:
+        held.release()
+    assert result.exit_code == 2 and "another vqclip batch is writing to" in result.stderr
+    assert not (out / "manifest.jsonl").exists() and not list(out.glob("0001-*"))
+
+
+@pytest.mark.slow
+def test_a_second_batch_on_the_same_folder_is_refused_while_the_first_runs(tiny_models, tmp_path):
+    prompts, out = tmp_path / "p.txt", tmp_path / "out"
+    prompts.write_text("first  ## steps=2000\nsecond\n")
+    args = [sys.executable, "-m", "vqclip", "batch", str(prompts), *model_args(tiny_models, out), "--save-every", "1"]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob("0001-*/frames/step_*.png"))) < 1:  # it holds the folder and is generating
+            assert first.poll() is None and time.time() < deadline, "the first batch ended early"
+            time.sleep(0.05)
+        second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first batch must still be running"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip().splitlines()[-1] == f"error: another vqclip batch is writing to {out}; let it " \
+        "finish (then rerun to resume), or choose another --out"
+    assert len(list(out.glob("0001-*"))) == 1 and not list(out.glob("0002-*"))  # nothing done twice
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 100)), deadline=None)
+@given(rows=st.lists(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                                  lambda inner: st.lists(inner, max_size=3) |
+                                  st.dictionaries(st.sampled_from(["id", "status", "image", "index", "prompt", "seed",
+                                                                   "loss", "x"]), inner, max_size=5),
+                                  max_leaves=10), max_size=5))
+def test_any_manifest_is_read_or_refused_in_one_line(rows, tmp_path_factory):
+    """Whatever the manifest holds, resume reads it or gives one UsageError, and the sheet never crashes."""
+    from vqclip.batch import contact_sheet, finished_ids
+
+    out = tmp_path_factory.mktemp("out")
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        records = read_manifest(out)
+        finished_ids(out)
+        contact_sheet(out, records)
+    except UsageError as e:
+        assert "\n" not in str(e)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import write_clip
 from typer.testing import CliRunner
 
-from tiny import write_clip
 from vqclip import clip_tools, toy
 from vqclip.cli import app
 from vqclip.clip import Perceptor, load_clip
@@ -290,3 +290,103 @@ def test_toy_rank_puts_matching_images_first(tmp_path):
     result, rows, _ = invoke("rank", folder, "a red circle", "--clip", "toy", "--top", "3")
     assert result.exit_code == 0, result.output
     assert {Path(p).name for _, p in rows} == expected
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rank over an outputs folder: every run lives in a subfolder
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    """A folder laid out as vqclip writes it, plus the files rank must not count."""
+    out = tmp_path / "outputs"
+    write_toy(out / "a-red-circle-s1", [("red", "circle")])[0].rename(out / "a-red-circle-s1" / "final.png")
+    write_toy(out / "a-red-circle-s1" / "frames", [("red", "circle")])[0].rename(
+        out / "a-red-circle-s1" / "frames" / "step_00000.png")
+    frames = [Image.fromarray(toy.render("red", "circle", np.random.default_rng(k), 32)) for k in range(3)]
+    frames[0].save(out / "a-red-circle-s1" / "progress.gif", save_all=True, append_images=frames[1:])
+    (out / "a-red-circle-s1" / "progress.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    write_toy(out / "batch" / "0001-a-blue-square-s3", [("blue", "square")])[0].rename(
+        out / "batch" / "0001-a-blue-square-s3" / "final.png")
+    frames[0].save(out / "batch" / "contact_sheet.png")
+    (out / "batch" / "manifest.jsonl").write_text("{}\n")
+    frames[1].save(out / "still.gif")  # a one-frame GIF is an image
+    write_toy(out / "deep" / "er" / "est", [("green", "triangle")])
+    write_toy(out / ".hidden", [("red", "circle")])
+    frames[2].save(out / ".final.123.tmp.png")  # an atomic write's temporary name
+    write_toy(out / "ckpts" / "toy", [("red", "circle")])  # the checkpoints folder, here inside the outputs
+    (out / "deep" / "loop").symlink_to(out, target_is_directory=True)  # never followed
+    return out
+
+
+def _ranked(tiny_models, folder, *extra):
+    result, rows, _ = invoke("rank", folder, "a red circle", "--clip", tiny_models["clip"],
+                             "--checkpoints-dir", folder / "ckpts", *extra)
+    assert result.exit_code == 0, result.output
+    return sorted(p for _, p in rows)
+
+
+def test_rank_searches_subfolders_and_prints_paths_relative_to_the_folder(tiny_models, outputs):
+    assert _ranked(tiny_models, outputs) == ["a-red-circle-s1/final.png", "batch/0001-a-blue-square-s3/final.png",
+                                             "deep/er/est/00-green-triangle.png", "still.gif"]
+    assert _ranked(tiny_models, outputs, "--no-recursive") == ["still.gif"]
+    assert "a-red-circle-s1/frames/step_00000.png" in _ranked(tiny_models, outputs, "--frames")
+    assert _ranked(tiny_models, outputs / "a-red-circle-s1" / "frames") == ["step_00000.png"]  # asked for directly
+
+
+def test_rank_of_a_folder_with_no_images_anywhere_says_so(tiny_models, tmp_path, no_model_loads):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    result = runner.invoke(app, ["rank", str(tmp_path / "empty"), "x", "--clip", tiny_models["clip"]])
+    assert result.exit_code == 2 and "holds no images" in result.stderr and "or its subfolders" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --preset: the CLIP (device, checkpoints folder) of a preset, as generate would use it
+
+
+@pytest.mark.parametrize("command", ["score", "rank", "classify"])
+def test_a_preset_gives_its_clip(command, tiny_models, folder, tmp_path):
+    preset = tmp_path / "tinyclip.yaml"
+    preset.write_text(f"model:\n  clip: ['{tiny_models['clip']}']\ndevice: cpu\n")
+    args = {"score": ["score", folder / "00-red-circle.png", "--prompt", "a red circle"],
+            "rank": ["rank", folder, "a red circle"],
+            "classify": ["classify", folder / "00-red-circle.png", "--labels", "red circle,blue square"]}[command]
+    by_preset, by_clip = invoke(*args, "--preset", preset), invoke(*args, "--clip", tiny_models["clip"])
+    assert by_preset[0].exit_code == 0, by_preset[0].output
+    assert by_preset[1] == by_clip[1] and by_preset[1]
+
+
+def test_a_preset_with_several_clips_needs_clip(tiny_models, folder, tmp_path, no_model_loads):
+    preset = tmp_path / "two.yaml"
+    preset.write_text(f"model:\n  clip: ['{tiny_models['clip']}', toy]\n")
+    result, _, _ = invoke("score", folder / "00-red-circle.png", "--prompt", "x", "--preset", preset)
+    assert result.exit_code == 2 and "guides with 2 CLIPs" in result.stderr and "add --clip NAME" in result.stderr
+    result, _, _ = invoke("score", folder / "00-red-circle.png", "--prompt", "x", "--preset", "toyy")
+    assert result.exit_code == 2 and "did you mean toy?" in result.stderr
+
+
+@needs_toy
+def test_preset_toy_is_clip_toy():
+    paths = write_toy(Path("toys"), [("red", "circle"), ("blue", "square")], size=32)
+    by_preset, by_clip = (invoke("score", *paths, "--prompt", "a red circle", *how)
+                          for how in (["--preset", "toy"], ["--clip", "toy"]))
+    assert by_preset[0].exit_code == 0, by_preset[0].output
+    assert by_preset[1] == by_clip[1] and len(by_preset[1]) == 2
+
+
+def test_two_processes_saving_one_folders_cache_keep_both_entries(tmp_path):
+    """The cache's save is a read-modify-write under its lock: what another process saved meanwhile survives."""
+    images = []
+    for k in range(2):
+        images.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.full((8, 8, 3), k * 90, np.uint8)).save(images[-1])
+    path = tmp_path / "cache.pt"
+    first, second = clip_tools.EmbeddingCache(path, "m"), clip_tools.EmbeddingCache(path, "m")  # both read it empty
+    first.put(images[0], torch.ones(4))
+    first.save(keep=images)
+    second.put(images[1], torch.zeros(4))
+    second.save(keep=images)
+    again = clip_tools.EmbeddingCache(path, "m")
+    assert torch.equal(again.get(images[0]), torch.ones(4)) and torch.equal(again.get(images[1]), torch.zeros(4))
+    torch.save({"version": 1, "model": "m", "entries": {"x": {"file": 3}}}, path)  # vqclip's file, but damaged
+    assert clip_tools.EmbeddingCache(path, "m").entries == {}

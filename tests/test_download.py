@@ -2,14 +2,15 @@
 
 import hashlib
 import os
+import time
 import urllib.parse
 
 import pytest
-
 from fileserver import FileServer
+
+from vqclip.errors import DownloadError
 from vqclip.store import download
 from vqclip.store.download import fetch, with_mirror
-from vqclip.errors import DownloadError
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -72,9 +73,10 @@ def test_ctrl_c_leaves_a_resumable_partial_and_nothing_under_the_final_name(serv
     with pytest.raises(KeyboardInterrupt):
         fetch([server.url + "/m.ckpt"], dest, SHA, interrupt)
     partial = tmp_path / "m.ckpt.partial"
-    assert not dest.exists() and partial.stat().st_size == 64 * 1024
+    kept = partial.stat().st_size  # reads return what has arrived, so the cut falls on no fixed byte
+    assert not dest.exists() and 64 * 1024 <= kept < len(DATA) and partial.read_bytes() == DATA[:kept]
     fetch([server.url + "/m.ckpt"], dest, SHA)
-    assert dest.read_bytes() == DATA and server.requests[-1] == ("/m.ckpt", f"bytes={64 * 1024}-")
+    assert dest.read_bytes() == DATA and server.requests[-1] == ("/m.ckpt", f"bytes={kept}-")
 
 
 def test_falls_back_to_the_next_url_on_404_and_500(server, tmp_path):
@@ -96,7 +98,7 @@ def test_checksum_mismatch_is_refused_and_nothing_is_left(server, tmp_path):
     dest = tmp_path / "m.ckpt"
     with pytest.raises(DownloadError, match="checksum mismatch.*--mirror"):
         fetch([server.url + "/m.ckpt"], dest, "0" * 64, backoff=0)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".m.ckpt.lock"]  # the lock stays, so waiters share its inode
 
 
 def test_all_sources_failing_names_each_reason(server, tmp_path):
@@ -112,3 +114,70 @@ def test_mirror_comes_first_as_base_slash_file_name(monkeypatch):
     assert with_mirror(["u"], "f.ckpt")[0] == "http://env/f.ckpt"
     monkeypatch.delenv("VQCLIP_MIRROR")
     assert with_mirror(["u"], "f.ckpt") == ["u"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hostile servers: whatever a source sends, nothing gets the final name unless it is the file, and the next
+# source is tried. (id, server setup, fetch options, fragment of the reason named in the error)
+HOSTILE = [
+    ("no-length-cut-short", lambda s: (s.no_length.add("/bad"), s.drop.__setitem__("/bad", [50_000])),
+     {"sha256": SHA}, "checksum mismatch"),
+    ("html-as-octet-stream", lambda s: s.files.__setitem__("/bad", b"\n  <!DOCTYPE html><html>quota</html>"),
+     {}, "sent a web page"),
+    ("empty-body", lambda s: s.files.__setitem__("/bad", b""), {}, "sent an empty file"),
+    ("malformed-length", lambda s: s.bad_length.__setitem__("/bad", "300000abc"), {}, "malformed Content-Length"),
+    ("negative-length", lambda s: s.bad_length.__setitem__("/bad", "-5"), {}, "malformed Content-Length"),
+    ("two-lengths", lambda s: s.bad_length.__setitem__("/bad", "1, 300000"), {}, "malformed Content-Length"),
+    ("larger-than-allowed", None, {"max_bytes": 100_000}, "offers 300000 bytes, more than the 100000"),
+    ("endless-body", lambda s: s.endless.add("/bad"), {"max_bytes": 400_000}, "more than the 400000 bytes"),
+    ("drip", lambda s: s.drip.__setitem__("/bad", 0.05), {"min_rate": 1000, "window": 0.5}, "sent only"),
+    ("not-the-file", lambda s: s.files.__setitem__("/bad", os.urandom(1000)),
+     {"accept": lambda p: _refuse_unless(p, DATA)}, r"what it sent is not the file \(not the model\)"),
+]
+
+
+def _refuse_unless(path, data):
+    from vqclip.errors import CheckpointError
+
+    if path.read_bytes() != data:
+        raise CheckpointError("not the model")
+
+
+@pytest.mark.parametrize("case, setup, options, fragment", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_a_hostile_source_is_refused_and_the_next_one_used(case, setup, options, fragment, server, tmp_path):
+    if setup is None:
+        server.files["/bad"] = DATA
+    else:
+        if "/bad" not in server.files:
+            server.files["/bad"] = DATA
+        setup(server)
+    options = {"retries": 1, "backoff": 0, **options}
+    dest = tmp_path / "m.ckpt"
+    with pytest.raises(DownloadError, match=fragment) as info:
+        fetch([server.url + "/bad"], dest, **options)
+    assert "\n" not in str(info.value) and "--mirror" in str(info.value)
+    assert not dest.exists()
+    # a slow source's bytes are kept for a resume from the next source; anything else it sent is gone
+    assert (tmp_path / "m.ckpt.partial").exists() == (case == "drip")
+    # the same bad source first, then a good one: the file is the good one's, byte for byte
+    if options.get("max_bytes", len(DATA)) < len(DATA):
+        options.pop("max_bytes")
+    assert fetch([server.url + "/bad", server.url + "/m.ckpt"], dest, **options) == SHA
+    assert dest.read_bytes() == DATA
+
+
+def test_a_resume_at_the_wrong_byte_starts_over_instead_of_splicing(server, tmp_path):
+    (tmp_path / "m.ckpt.partial").write_bytes(DATA[:100_000])
+    server.bad_range.add("/m.ckpt")  # answers the Range request with a 206 from byte 0
+    assert fetch([server.url + "/m.ckpt"], tmp_path / "m.ckpt", retries=2, backoff=0) == SHA
+    assert (tmp_path / "m.ckpt").read_bytes() == DATA
+    assert server.requests == [("/m.ckpt", "bytes=100000-"), ("/m.ckpt", None)]
+
+
+def test_the_deadline_bounds_a_whole_file_and_keeps_the_partial(server, tmp_path):
+    server.drip["/m.ckpt"] = 0.02  # ~50 bytes/s: fast enough for the rate rule below, far too slow to finish
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"within 1\.5 s .*bytes kept in m\.ckpt\.partial.*run the same command"):
+        fetch([server.url + "/m.ckpt"], tmp_path / "m.ckpt", SHA, min_rate=1, window=0.5, deadline=1.5)
+    assert time.monotonic() - start < 1.5 + 2
+    assert not (tmp_path / "m.ckpt").exists() and (tmp_path / "m.ckpt.partial").stat().st_size > 0

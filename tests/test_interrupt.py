@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,7 +65,8 @@ def test_signal_mid_run_saves_an_interrupted_png_and_exits_130(signum, tiny_mode
     meta = read_png_metadata(final)
     step = int(meta["step"])
     assert meta["status"] == "interrupted" and meta["steps"] == "100000" and meta["prompt"] == "a red circle"
-    assert f"interrupted at step {step};" in stderr
+    # on its own line, after the progress bar's
+    assert re.search(rf"(?m)^interrupted at step {step}; saved what was made in {re.escape(str(folder))}(;|$)", stderr)
     saved = sorted(int(p.stem.split("_")[1]) for p in (folder / "frames").glob("step_*.png"))
     assert 2 <= step <= saved[-1] + 1
     assert [p.name for p in folder.rglob("*") if "tmp" in p.name] == []  # no half-written file left
@@ -195,3 +197,27 @@ def test_animation_stopped_by_sigint_resumes_from_its_last_frame(tiny_models, tm
     assert np.array_equal(_pixels(folder / "final.png"), _pixels(tmp_path / "whole" / "anim" / "final.png"))
     assert json.loads(read_png_metadata(folder / "final.png")["resumed"]) == [saved["step"]]
     assert _video_frames(folder / "animation.mp4") == 40
+
+
+
+def test_animate_interrupted_prints_its_message_on_its_own_line(tiny_args, tmp_path, monkeypatch):
+    """In-process (Ctrl-C raised at frame 2 by the frame callback): the message follows the bar's line."""
+    from typer.testing import CliRunner
+
+    from vqclip.cli import animate as command
+    from vqclip.cli import app
+
+    real = command._frame_done
+
+    def ctrl_c_at_frame_2(bar, step):
+        real(bar, step)
+        if step.i == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "_frame_done", ctrl_c_at_frame_2)
+    result = CliRunner().invoke(app, ["animate", "a red circle", *tiny_args, "--frames", "50", "--steps", "1",
+                                      "--steps-per-frame", "1", "--name", "anim"])
+    assert result.exit_code == 130, result.output
+    folder = tmp_path / "out" / "anim"
+    assert re.search(rf"(?m)^interrupted at frame \d; saved what was made in {re.escape(str(folder))}(;|$)",
+                     result.stderr)

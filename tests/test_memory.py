@@ -97,3 +97,49 @@ def test_default_batch_size_follows_free_cuda_memory(tiny_models, monkeypatch):
         assert default_batch_size(cuda, planned) == images
     assert default_batch_size(torch.device("cpu"), planned) == 1
     assert default_batch_size(cuda, planned[:3]) == 3  # never more than the jobs there are
+
+
+_NO_REAL_MEMORY = """
+import copy, json, resource, sys
+from pathlib import Path
+from tiny import TINY_CLIP_CFG, TINY_DDCONFIG
+from vqclip import memory
+from vqclip.vqgan import VQGANSpec
+
+def folder(name, **text):
+    cfg = copy.deepcopy(TINY_CLIP_CFG)
+    cfg["model_cfg"]["text_cfg"].update(text)
+    d = Path(sys.argv[1]) / name
+    d.mkdir()
+    (d / "open_clip_config.json").write_text(json.dumps(cfg))
+    return f"local-dir:{d}:random"  # shapes only: no weights needed
+
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+small, big = folder("small"), folder("big", context_length=16384)  # a causal mask of 16384^2 floats: 1 GiB
+spec = VQGANSpec(dict(TINY_DDCONFIG), 64, 32)
+memory.estimate_bytes(spec, 32, 32, clips=[small], cutn=2)  # imports and builds once: the baseline
+before = rss()
+need = memory.estimate_bytes(spec, 32, 32, clips=[big], cutn=2)
+huge = VQGANSpec({**TINY_DDCONFIG, "ch": 4096, "z_channels": 4096}, 2**22, 4096)  # ~15 GB of weights
+need_huge = memory.estimate_bytes(huge, 64, 64)
+print(json.dumps({"grew": rss() - before, "need": need, "need_huge": need_huge}))
+"""
+
+
+def test_an_absurd_config_is_estimated_without_real_memory(tmp_path):
+    """The estimate builds every model on meta only, so an absurd config is refused before any memory is used."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tests.parent}{__import__('os').pathsep}{tests}"}
+    out = subprocess.run([sys.executable, "-c", _NO_REAL_MEMORY, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["need_huge"] > 10 * GIB  # what the config asks for is counted ...
+    assert result["grew"] < 200 * 2**20, result  # ... none of it allocated (it was 6 GB for a 40000 context)

@@ -1,7 +1,6 @@
 """Getting and trusting model files: registry downloads, the lock file, user models, offline mode, safe loading."""
 
 import json
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -9,16 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
-
 from fileserver import FileServer
 from tiny import write_vqgan
-from vqclip.store import download, hub, registry
-from vqclip.cli import app
-from vqclip.errors import CheckpointError, DownloadError, ModelFilesMissing
+from typer.testing import CliRunner
+
 from vqclip.checkpoint import load_checkpoint
+from vqclip.cli import app
 from vqclip.clip import load_clip
-from vqclip.store import resolve_vqgan
+from vqclip.errors import CheckpointError, DownloadError, ModelFilesMissing
+from vqclip.store import download, hub, listing, registry, resolve_vqgan
 from vqclip.store.registry import Source
 from vqclip.vqgan import load_vqgan
 
@@ -88,12 +86,13 @@ def test_lock_refuses_a_changed_file_and_a_different_redownload(server, tmp_path
     data = bytearray(ckpt.read_bytes())
     data[-100] ^= 0xFF
     ckpt.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"does not match the SHA-256 recorded in .*vqclip.lock.json.*delete it"):
+    with pytest.raises(CheckpointError, match=r"does not match the SHA-256 recorded in .*vqclip.lock.json.*it is not "
+                                              rf"used; run `vqclip models download {NAME} --force`"):
         resolve_vqgan(NAME)
-    # the source now serves other bytes: trust on first use refuses them
+    # the source now serves other bytes: trust on first use refuses them, and names the way out
     ckpt.unlink()
     server.files["/official/ckpt"] = bytes(data)
-    with pytest.raises(DownloadError, match="checksum mismatch"):
+    with pytest.raises(DownloadError, match=rf"checksum mismatch.*run `vqclip models download {NAME} --force`"):
         hub.download_vqgan(NAME, retries=0, backoff=0)
     assert not ckpt.exists()
 
@@ -171,7 +170,7 @@ def test_models_list_shows_every_model_its_size_state_and_path(server, tmp_path)
 def test_listing_knows_where_open_clip_fetches_the_usual_clips():
     import open_clip
 
-    for spec, (repo, _) in hub._HF_REPOS.items():
+    for spec, (repo, _) in listing._HF_REPOS.items():
         name, tag = spec.split(":")
         assert open_clip.get_pretrained_cfg(name, tag)["hf_hub"].rstrip("/") == repo
 
@@ -250,10 +249,10 @@ def test_download_caches_the_used_weights_as_safetensors_and_loads_them(server, 
     original = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])
     cached = load_vqgan(config, weights)
     assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), cached.state_dict().values()))
-    # a tampered cache is caught like any locked file
+    # a tampered cache is caught like any locked file; being only a cache, it is dropped for the checkpoint
     weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(CheckpointError, match="only a cache"):
-        resolve_vqgan(NAME)
+    found = resolve_vqgan(NAME)
+    assert found.weights == found.ckpt and not weights.exists() and found.cache_dir is not None
 
 
 def test_added_model_resolves_to_its_cache(tiny_models, tmp_path):
@@ -261,3 +260,45 @@ def test_added_model_resolves_to_its_cache(tiny_models, tmp_path):
     found = resolve_vqgan("mine")
     config, weights, name = found.config, found.weights, found.name
     assert name == "mine" and config == Path(tiny_models["vqgan"]) and weights.suffix == ".safetensors"
+
+
+def test_a_first_download_cut_short_is_never_saved_nor_locked(server, tmp_path):
+    """No Content-Length and a dropped connection look like a whole file; only loading it shows it is not."""
+    server.no_length.add("/official/ckpt")
+    server.drop["/official/ckpt"] = [len(server.files["/official/ckpt"]) // 2] * 8
+    ckdir = tmp_path / "checkpoints"
+    result = models("download", NAME)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    assert "what it sent is not the file" in line and "corrupt or truncated" in line and "--mirror" in line
+    assert not (ckdir / f"{NAME}.ckpt").exists() and not (ckdir / f"{NAME}.ckpt.partial").exists()
+    assert f"{NAME}.ckpt" not in json.loads((ckdir / "vqclip.lock.json").read_text())["files"]
+    server.drop.clear()  # the server behaves again: the same command now works, and locks what loaded
+    assert models("download", NAME).exit_code == 0
+    assert load_vqgan(ckdir / f"{NAME}.yaml", ckdir / f"{NAME}.ckpt") is not None
+
+
+def test_a_web_page_sent_as_the_yaml_is_refused(server, tmp_path):
+    server.files["/official/yaml"] = b"<!DOCTYPE html><html><body>Quota exceeded</body></html>"
+    result = models("download", NAME)
+    assert result.exit_code == 1 and "sent a web page instead of the file" in result.stderr
+    assert not (tmp_path / "checkpoints" / f"{NAME}.yaml").exists()
+
+
+def test_force_recovers_from_a_bad_hash_recorded_by_a_first_download(server, tmp_path, caplog):
+    from vqclip.store import integrity
+
+    ckdir = tmp_path / "checkpoints"
+    bad = ckdir / f"{NAME}.ckpt"
+    ckdir.mkdir()
+    bad.write_bytes(b"the first half of a checkpoint")  # what an older vqclip locked after a cut-short download
+    integrity.record(bad, ckdir, integrity.sha256_file(bad), source="first download")
+    bad.unlink()
+    result = models("download", NAME)
+    assert result.exit_code == 1 and f"run `vqclip models download {NAME} --force`" in result.stderr
+    result = models("download", NAME, "--force")
+    assert result.exit_code == 0, result.output
+    assert "differs from the file recorded" in result.stderr
+    entry = json.loads((ckdir / "vqclip.lock.json").read_text())["files"][f"{NAME}.ckpt"]
+    assert entry["source"] == "forced download" and entry["sha256"] == integrity.sha256_file(bad)
+    resolve_vqgan(NAME)  # the lock and the file agree again

@@ -1,14 +1,17 @@
+import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
 import torch
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiny import TINY_DDCONFIG, write_vqgan
-from vqclip.errors import CheckpointError, ConfigError, ModelFilesMissing, UnknownNameError
+
 from vqclip.checkpoint import load_checkpoint
 from vqclip.clip import load_clip
+from vqclip.errors import CheckpointError, ConfigError, ModelFilesMissing, UnknownNameError
 from vqclip.store import resolve_vqgan
 from vqclip.vqgan import VQGANSpec, build_vqgan, load_vqgan, read_vqgan_yaml
 
@@ -45,7 +48,8 @@ def test_lightning_checkpoint_keyed_by_model_checkpoint_class_loads(tmp_path, mo
     config, _ = write_vqgan(tmp_path, "official")
     model = build_vqgan(read_vqgan_yaml(config))
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": model.state_dict(), "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}},
+    torch.save({"state_dict": model.state_dict(),
+                "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}},
                 "pytorch-lightning_version": "1.0.8"}, ckpt)
     monkeypatch.delitem(sys.modules, module.__name__)  # loading must not need Lightning
     loaded = load_vqgan(config, ckpt)
@@ -99,9 +103,9 @@ def test_tiny_clip_loads_with_its_preprocessing(tiny_models):
     assert p.encode_image(torch.rand(2, 3, 32, 32)).shape == (2, 32)
 
 
-def test_unknown_clip_lists_choices():
-    with pytest.raises(UnknownNameError, match="ViT-B-32"):
-        load_clip("ViT-Z-99")
+def test_unknown_clip_suggests_and_points_to_the_list():
+    with pytest.raises(UnknownNameError, match=r"'ViT-B-32x'; did you mean ViT-B-32\b.*`vqclip models list`"):
+        load_clip("ViT-B-32x")
 
 
 @pytest.mark.slow
@@ -140,7 +144,7 @@ def test_fused_attention_is_taming_attention_without_the_matrix():
     for fused in (False, True):
         model.set_fused_attention(fused)
         zq = z.clone().requires_grad_(True)
-        image, shapes = _saved_shapes(lambda: model.decode(zq))
+        image, shapes = _saved_shapes(lambda zq=zq: model.decode(zq))
         image.square().mean().backward()
         results[fused] = image.detach(), zq.grad, shapes
     (plain, plain_grad, plain_shapes), (fused, fused_grad, fused_shapes) = results[False], results[True]
@@ -150,3 +154,101 @@ def test_fused_attention_is_taming_attention_without_the_matrix():
     assert not any(s[-2:] == (hw, hw) for s in fused_shapes)
     model.set_fused_attention(False)  # switching back restores taming's forward
     assert torch.equal(model.decode(z), plain)
+
+
+def test_clip_weights_from_a_file_are_the_files_and_init_is_restored(tmp_path):
+    """Loading NAME:/path skips the random init of the weights it replaces; every weight is the file's."""
+    import open_clip
+
+    from vqclip.bench import ARCHITECTURES
+    from vqclip.clip import register_clip_architectures
+
+    register_clip_architectures(ARCHITECTURES)
+    torch.manual_seed(3)
+    state = open_clip.create_model("vqclip-tiny-clip").state_dict()
+    torch.save(state, tmp_path / "tiny.pt")
+    inits = {n: getattr(torch.nn.init, n) for n in ("normal_", "uniform_", "kaiming_uniform_", "ones_")}
+    loaded = load_clip(f"vqclip-tiny-clip:{tmp_path / 'tiny.pt'}").model.state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert all(getattr(torch.nn.init, n) is fn for n, fn in inits.items())
+    assert torch.nn.init.normal_(torch.zeros(1000)).std() > 0.5  # initialising works again
+
+
+def test_vqgan_weights_keep_the_models_dtype(tmp_path):
+    spec = VQGANSpec(ddconfig=dict(TINY_DDCONFIG), n_embed=64, embed_dim=32)
+    state = {k: v.half() for k, v in build_vqgan(spec).state_dict().items()}
+    model = build_vqgan(spec, state)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    assert torch.equal(model.codebook, state["quantize.embedding.weight"].float())
+
+
+def _tiny_yaml(**changes) -> str:
+    """The tiny VQGAN's yaml with ddconfig (or params, for n_embed/embed_dim) values replaced by raw YAML text."""
+    import yaml as pyyaml
+
+    params = {"embed_dim": 32, "n_embed": 64, "ddconfig": dict(TINY_DDCONFIG)}
+    for key in changes:
+        (params if key in params else params["ddconfig"])[key] = f"@{key}@"
+    text = pyyaml.safe_dump({"model": {"target": "taming.models.vqgan.VQModel", "params": params}})
+    for key, raw in changes.items():
+        text = text.replace(f"'@{key}@'", raw).replace(f"@{key}@", raw)
+    return text
+
+
+# hostile or absurd model yamls: (id, yaml text, fragment of the one-line error); all refused before a build
+HOSTILE_YAMLS = [
+    ("env-interpolation", _tiny_yaml(n_embed="${oc.env:VQCLIP_TEST_SECRET}"), "uses an interpolation"),
+    ("resolver-interpolation", _tiny_yaml(ch="${oc.decode:'1'}"), "uses an interpolation"),
+    ("alias-bomb", "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nmodel: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "aliases"),
+    ("deep-nesting", "model: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
+    ("python-tag", "model: !!python/object/apply:os.system [echo hi]\n", "could not determine a constructor"),
+    ("huge-channels", _tiny_yaml(ch="100000000"), "ch = 100000000 is not a whole number from 1 to 4096"),
+    ("huge-res-blocks", _tiny_yaml(num_res_blocks="1000000"), "num_res_blocks = 1000000"),
+    ("huge-codebook", _tiny_yaml(n_embed="1000000000000"), "n_embed = 1000000000000"),
+    ("many-levels", _tiny_yaml(ch_mult="[" + ", ".join(["1"] * 100) + "]"), "ch_mult must list 1 to 10 levels"),
+    ("float-channels", _tiny_yaml(ch="32.5"), "ch = 32.5 is not a whole number"),
+    ("text-codebook", _tiny_yaml(n_embed="lots"), "expected a whole number"),
+]
+
+
+@pytest.mark.parametrize("case, text, fragment", HOSTILE_YAMLS, ids=[c[0] for c in HOSTILE_YAMLS])
+def test_model_yaml_is_data_only_and_bounded(case, text, fragment, tiny_models, tmp_path, monkeypatch,
+                                             no_model_loads):
+    from typer.testing import CliRunner
+
+    from vqclip.cli import app
+
+    monkeypatch.setenv("VQCLIP_TEST_SECRET", "hunter2-do-not-print")
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        read_vqgan_yaml(path)
+    result = CliRunner().invoke(app, ["generate", "x", "--vqgan", str(path), "--vqgan-ckpt", tiny_models["ckpt"],
+                                      "--clip", tiny_models["clip"], "--size", "32", "32", "--device", "cpu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.output
+
+
+def test_special_files_as_model_files_are_refused_without_blocking(tiny_models, tmp_path):
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.ckpt").symlink_to("/dev/zero")
+    with pytest.raises(ModelFilesMissing, match="is a FIFO"):
+        read_vqgan_yaml(tmp_path / "fifo.yaml")
+    with pytest.raises(ModelFilesMissing, match=r"is a link to /dev/zero, a character device"):
+        load_checkpoint(tmp_path / "zero.ckpt")
+
+
+@settings(max_examples=int(os.environ.get("FUZZ", 150)), deadline=None)
+@given(text=st.text(max_size=300) | st.builds(lambda mult, ch, n: _tiny_yaml(ch_mult=mult, ch=ch, n_embed=n),
+                                             st.sampled_from(["[1, 2]", "[]", "1", "[0]", "[-1, 2]", "[1, true]",
+                                                              "{a: 1}", "[1.5, 2]", "null"]),
+                                             st.sampled_from(["32", "0", "-1", "1e3", "[1]", "'x'", "null"]),
+                                             st.sampled_from(["64", "0", "true", "99999999999999999999"])))
+def test_any_text_as_a_model_yaml_is_read_or_refused_in_one_line(text, tmp_path_factory):
+    path = tmp_path_factory.mktemp("yaml") / "m.yaml"
+    path.write_text(text)
+    try:
+        read_vqgan_yaml(path)
+    except (ConfigError, ModelFilesMissing) as e:
+        assert "\n" not in str(e)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from vqclip.cli import app
-from vqclip.outputs import _RESERVED
+from vqclip.outputs import _RESERVED, safe_name
 
 runner = CliRunner()
 
@@ -63,3 +65,32 @@ def test_a_second_run_never_clobbers_the_first(first, second, tiny_args, tmp_pat
     b = Path(_generate(second, tiny_args))
     assert a != b and a.parent != b.parent
     assert a.read_bytes() == data
+
+
+@pytest.mark.parametrize("name", ["animA", "Run_2024.v2", "My-Oak", "日本語", "a--b"])
+def test_a_safe_name_is_kept_as_typed(name, tiny_args, tmp_path):
+    final = _generate(["a red circle", "--name", name], tiny_args)
+    assert final == str(tmp_path / "out" / name / "final.png")
+
+
+@pytest.mark.parametrize("name, folder", [("My Run", "My-Run"), ("../Runs/A", "Runs-A"), ("con", "run-con"),
+                                          (".hidden", "hidden"), ("CamelCase/x", "CamelCase-x")])
+def test_an_unsafe_name_keeps_its_case_and_loses_only_what_is_unsafe(name, folder, tiny_args, tmp_path):
+    assert _generate(["a red circle", "--name", name], tiny_args) == str(tmp_path / "out" / folder / "final.png")
+
+
+SAFE = st.text(st.sampled_from("abcXYZ019_.-é日"), min_size=1, max_size=80).filter(
+    lambda s: s[0] not in ".-" and not s.endswith(".") and s.split(".")[0].lower() not in _RESERVED)
+
+
+@given(name=SAFE)
+def test_every_safe_name_is_kept(name):
+    assert safe_name(name) == name
+
+
+@given(text=st.text(max_size=300))
+def test_every_name_becomes_one_plain_path_component(text):
+    name = safe_name(text)
+    assert name and name not in (".", "..") and not name.startswith((".", "-")) and not name.endswith(".")
+    assert not set(name) & set("/\\\x00:*?\"<>| \n\t") and len(name.encode()) <= 200
+    assert name.split(".")[0].lower() not in _RESERVED

@@ -106,6 +106,16 @@ def test_public_api_is_lazy_listed_and_versioned():
         vqclip.nope  # noqa: B018
 
 
+def test_cli_help_imports_no_torch():
+    """`vqclip --help` and each command's --help stay light: the library loads when a command runs."""
+    commands = [[], ["generate"], ["batch"], ["animate"], ["bench"], ["video"], ["models", "list"], ["score"]]
+    code = ("import sys; from typer.testing import CliRunner; from vqclip.cli import app; "
+            f"codes = [CliRunner().invoke(app, [*c, '--help']).exit_code for c in {commands!r}]; "
+            "print(codes, [m for m in ('torch', 'open_clip', 'numpy', 'vqclip.runner') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"{[0] * len(commands)} []", out
+
+
 def test_version_is_single_sourced(tmp_path):
     """pyproject reads the version from vqclip/version.py; --version prints it."""
     from typer.testing import CliRunner

@@ -4,10 +4,12 @@ import json
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from vqclip.cli import app
-from vqclip.config import resolve
+from vqclip.config import Config, resolve
 from vqclip.errors import ConfigError, PromptError
 from vqclip.outputs import read_png_metadata
 from vqclip.runner import generate
@@ -97,3 +99,42 @@ def test_story_recorded_in_png_and_keyframes_from_yaml(tiny_args, tmp_path):
     frames = sorted((tmp_path / "out").glob("*/frames/*.png"))
     assert [read_png_metadata(f)["active_prompt"] for f in frames] == \
         ["a seed", "a seed", "a sapling", "a sapling", "a great oak", "a great oak"]
+
+
+@pytest.mark.parametrize("command, span", [("generate", "step"), ("animate", "frame")])
+def test_a_keyframe_on_a_story_switch_is_refused_not_dropped(command, span, tiny_args, no_model_loads):
+    """`"a^b" --keyframe 5=c` over 10 steps (frames) used to run a, c: "b" vanished without a word."""
+    length = ["--steps", "10"] if command == "generate" else ["--frames", "10"]
+    result = CliRunner().invoke(app, [command, "a^b", "--keyframe", "5=c", *tiny_args, *length])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: keyframe 5 ('c') starts where the story 'a^b' switches to 'b' ({span} 5); move the "
+                     f"keyframe, or set --story-every{' (frames)' if span == 'frame' else ''} so they do not meet"]
+    plain = CliRunner().invoke(app, [command, "a", "--keyframe", "0=c", *tiny_args, *length])
+    assert plain.exit_code == 2 and f"both start at {span} 0" in plain.stderr
+    # the same prompt twice at one step drops nothing, so it is no conflict
+    assert segments(Config(prompt="a^b", steps=10, keyframes={5: "b", 0: "a"})) == [(0, "a"), (5, "b")]
+
+
+def test_story_and_keyframes_merge_through_the_cli(tiny_args):
+    result = CliRunner().invoke(app, ["generate", "a^b", "--keyframe", "7=c", *tiny_args, "--steps", "10",
+                                      "--save-every", "0", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    meta = read_png_metadata(result.stdout.strip().splitlines()[-1])
+    assert json.loads(meta["story"]) == [[0, "a"], [5, "b"], [7, "c"]] and meta["active_prompt"] == "c"
+
+
+@given(parts=st.integers(1, 5), steps=st.integers(1, 40), every=st.integers(0, 12),
+       keys=st.dictionaries(st.integers(0, 45), st.sampled_from(["x", "y:2", "z|w:-1"]), max_size=5))
+def test_the_schedule_keeps_every_prompt_or_refuses(parts, steps, every, keys):
+    """The whole class: every story part and every keyframe is in the schedule at its start, or ConfigError."""
+    story = [f"part {k}" for k in range(parts)]
+    cfg = Config(prompt="^".join(story), steps=steps, story_every=every, keyframes=keys)
+    try:
+        schedule = segments(cfg)
+    except ConfigError:
+        return
+    starts = dict(schedule)
+    assert len(schedule) == parts + len(keys)
+    assert all(starts[s] == text for s, text in keys.items())
+    assert [text for text in starts.values() if text.startswith("part")] == story

@@ -6,7 +6,9 @@ The Python API in a few names (imported on first use, so `import vqclip` and `vq
     cfg = vqclip.resolve(["toy"], options={"prompt": "a blue square", "seed": 1})
     for step in vqclip.generate(cfg):      # the loop yields Steps and writes nothing
         ...
+    picture = vqclip.image(cfg, progress=True)   # the final image as a PIL image, with a progress bar
     result = vqclip.run(cfg)               # or: frames, final.png and video in outputs/
+    gen = vqclip.Generator()               # keeps the models loaded between calls: gen.image(cfg), gen.run(cfg)
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from .version import __version__
 # public name -> the module that defines it
 _API = {
     "Config": "config", "resolve": "config",
-    "generate": "runner", "run": "runner", "prepare_run": "runner", "prepare_resume": "runner", "Run": "runner",
-    "ModelCache": "runner",
+    "generate": "api", "run": "api", "image": "api", "Generator": "api",
+    "prepare_run": "runner", "prepare_resume": "runner", "Run": "runner", "ModelCache": "runner",
     "Step": "optimize", "RunResult": "writer", "Interrupted": "writer",
     "to_pil": "images", "load_image": "images",
     "VQClipError": "errors", "NotebookDisplay": "notebook",

@@ -2,10 +2,12 @@
 
 - Every finished prompt appends one line to the manifest (written, flushed and fsynced), after its PNG was
   renamed into place: a SIGKILL loses at most the images in flight, never a finished one.
-- Resume: a job whose id has a `done` record and whose image exists is skipped. A job an earlier run left in
+- Resume: a job whose id has a `done` record and whose image is whole is skipped (vqclip.manifest checks every
+  row and image; a damaged image is made again, with a note). A job an earlier run left in
   flight (Ctrl-C, or kill -9) continues in its own folder, from its saved state when it has one that matches
   (vqclip.state; with `output.save_state` one is saved at every frame), else from step 0; images resumed at the
   same step are batched together, so each one makes the pixels of the run that was never stopped.
+- One batch at a time per folder: a second `vqclip batch` on the same `--out` is refused while one runs.
 - `batch_size` images with the same settings (all but prompt, seed and name) are optimised together by
   `pipeline.generate_batch`; each image's loss is summed, so it matches a single run of it.
 - Ranks (torchrun): jobs are split round-robin by torch.distributed rank; rank r appends to
@@ -21,8 +23,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,26 +33,33 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .version import __version__
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
 from .gallery import Gallery
+from .fast_config import apply_plain
 from .inflight import InFlight, in_flight
 from .jobs import Job
+from .manifest import (
+    claimed,
+    finished_ids,
+    manifest_path,
+    merge_manifests,
+    read_manifest,
+)
 from .memory import SUGGEST_SHARE, Workload, available_bytes
 from .observe import Observer
 from .optimize import Step
-from .outputs import append_jsonl, check_writable, read_jsonl, save_png, write_jsonl
+from .outputs import append_jsonl, check_writable
 from .plan import Plan
 from .provenance import run_name
+from .resume import check_models
 from .runner import ModelCache, VQGANFinder, plan_run, prepare_run
 from .shard import Shard
-from .resume import check_models
+from .sheet import SHEET, contact_sheet  # noqa: F401  (SHEET: the sheet's name, for callers)
 from .story import is_story
+from .validate import check_seed
 from .writer import Interrupted, Layout, RunResult, RunWriter, write_steps
 
-MANIFEST = "manifest.jsonl"
-SHEET = "contact_sheet.png"
 MAX_DEFAULT_BATCH = 16  # more images per step gains little once the GPU is busy
 
 
@@ -106,18 +115,26 @@ def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None,
     """
     finder = finder or VQGANFinder()
     base_yaml = to_yaml(base)
+    merged: dict[str, Config] = {}  # OmegaConf merges by options: jobs that differ only in seed merge once
+    memo: dict = {}  # each model yaml, CLIP and image is checked once (see plan.check)
     planned = []
     for job in jobs:
-        options = dict(job.options)
-        if job.prompt:
-            options["prompt"] = job.prompt
+        options = {k: v for k, v in job.options.items() if k != "seed"}
         try:
-            # a bare prompt skips OmegaConf's merge, which costs ~50 ms a job
-            cfg = resolve((), base_yaml, options) if set(options) - {"prompt"} else copy.deepcopy(base)
+            # plain values skip OmegaConf's merge, which costs ~17 ms a job (100,000 lines: half an hour)
+            cfg = apply_plain(base, options)
+            if cfg is None:
+                key = json.dumps(options, sort_keys=True, default=str)
+                if key not in merged:
+                    merged[key] = resolve((), base_yaml, options)
+                cfg = copy.deepcopy(merged[key])
             cfg.prompt = job.prompt or cfg.prompt
-            if "seed" not in job.options:
-                cfg.seed = None if base_seed is None else base_seed + job.index
-            plan = plan_run(cfg, finder=finder)
+            if "seed" in job.options:
+                cfg.seed = check_seed(job.options["seed"])
+            else:
+                cfg.seed = None if base_seed is None else \
+                    check_seed(base_seed + job.index, f"--seed {base_seed} + job index {job.index}")
+            plan = plan_run(cfg, finder=finder, memo=memo)
         except UsageError as e:
             raise ConfigError(f"{job.source}: {e}") from None
         planned.append(Planned(job, cfg, plan))
@@ -126,11 +143,11 @@ def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None,
 
 def group_key(cfg: Config) -> str:
     """Images batch together when everything but prompt, seed and name matches (a story's prompt counts)."""
-    c = copy.deepcopy(cfg)
-    c.seed, c.output.name = None, None
+    c = dataclasses.asdict(cfg)  # not to_yaml: OmegaConf takes ~30 ms a job
+    c["seed"], c["output"]["name"] = None, None
     if not is_story(cfg):
-        c.prompt = ""
-    return to_yaml(c)
+        c["prompt"] = ""
+    return json.dumps(c, sort_keys=True, default=str)
 
 
 def make_groups(planned: list[Planned], batch_size: int,
@@ -140,38 +157,6 @@ def make_groups(planned: list[Planned], batch_size: int,
     for p in planned:
         by_key.setdefault((group_key(p.cfg), (starts or {}).get(p.job.id, 0)), []).append(p)
     return [g[k:k + batch_size] for g in by_key.values() for k in range(0, len(g), batch_size)]
-
-
-def manifest_path(out: Path, shard: Shard) -> Path:
-    return out / (MANIFEST if shard.world == 1 else f"manifest.rank{shard.rank}.jsonl")
-
-
-def read_manifest(out: Path) -> list[dict]:
-    """All records: the merged manifest, then any rank shards not merged yet (a killed multi-rank run)."""
-    records = read_jsonl(out / MANIFEST)
-    for shard in sorted(out.glob("manifest.rank*.jsonl")):
-        records += read_jsonl(shard)
-    return records
-
-
-def finished_ids(out: Path) -> set[str]:
-    return {r["id"] for r in read_manifest(out) if r.get("status") == "done" and r.get("image")
-            and (out / r["image"]).is_file()}
-
-
-def merge_manifests(out: Path) -> Path:
-    """Fold the rank shards into manifest.jsonl (atomically), then drop them; rerunning it is harmless."""
-    shards = sorted(out.glob("manifest.rank*.jsonl"))
-    records, seen = [], set()
-    for r in read_manifest(out):
-        line = json.dumps(r, sort_keys=True)
-        if line not in seen:
-            seen.add(line)
-            records.append(r)
-    write_jsonl(out / MANIFEST, records)
-    for shard in shards:
-        shard.unlink(missing_ok=True)
-    return out / MANIFEST
 
 
 def _model_key(p: Planned) -> str:
@@ -195,8 +180,15 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
     gallery (index.html) current as images finish, merges manifests and draws the sheet."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with claimed(out, shard):  # a second batch on this folder is refused while this one runs
+        return _run_batch(planned, out, device, batch_size, shard, on_step, on_done, sheet, models, observers)
+
+
+def _run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard,
+               on_step: Optional[Callable[[Step], None]], on_done: Optional[Callable[[dict], None]], sheet: bool,
+               models: Optional[ModelCache], observers: Sequence[Observer]) -> BatchResult:
     earlier = read_manifest(out)
-    done = finished_ids(out)
+    done = finished_ids(out, note=shard.rank == 0)
     shard.barrier()  # every rank has read the manifest before any rank appends to it
     todo = [p for p in planned if p.job.id not in done]
     mine = todo[shard.rank::shard.world]
@@ -283,29 +275,3 @@ def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> 
 def _rel(path: Optional[Path], root: Path) -> Optional[str]:
     """Paths in the manifest are relative to its folder, so an output folder can be moved whole."""
     return None if path is None else Path(os.path.relpath(path, root)).as_posix()
-
-
-def contact_sheet(out: Path, records: list[dict], tile: int = 256) -> Optional[Path]:
-    """A grid PNG of the batch's finished images in job order; its metadata lists each tile's prompt and seed."""
-    from PIL import Image
-
-    latest = {r["id"]: r for r in records if r.get("status") == "done" and r.get("image")
-              and (out / r["image"]).is_file()}
-    done = sorted(latest.values(), key=lambda r: (r["index"], r["id"]))
-    if not done:
-        return None
-    thumbs = []
-    for r in done:
-        with Image.open(out / r["image"]) as im:
-            im = im.convert("RGB")
-            im.thumbnail((tile, tile))
-            thumbs.append(im)
-    w, h = max(t.width for t in thumbs), max(t.height for t in thumbs)
-    cols = math.ceil(math.sqrt(len(thumbs)))
-    grid = Image.new("RGB", (cols * w, math.ceil(len(thumbs) / cols) * h), "white")
-    for k, t in enumerate(thumbs):
-        grid.paste(t, ((k % cols) * w + (w - t.width) // 2, (k // cols) * h + (h - t.height) // 2))
-    tiles = [{"tile": k, "prompt": r["prompt"], "seed": r["seed"], "image": r["image"]} for k, r in enumerate(done)]
-    meta = {"prompts": json.dumps(tiles, ensure_ascii=False), "columns": cols, "vqclip_version": __version__,
-            "Software": f"vqclip {__version__}"}
-    return save_png(grid, out / SHEET, meta, overwrite=True)

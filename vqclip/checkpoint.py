@@ -13,11 +13,11 @@ import re
 import struct
 import warnings
 import zipfile
-from pathlib import Path
 
 import torch
 
 from .errors import CheckpointError, ModelFilesMissing, first_line
+from .files import check_regular
 
 __all__ = ["load_checkpoint"]
 
@@ -34,9 +34,7 @@ _LIGHTNING_GLOBALS = [
 
 def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
     """Read a .ckpt/.pt/.pth or .safetensors file safely and return its state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFilesMissing(f"{what} file {path} does not exist")
+    path = check_regular(path, f"{what} file", "give the model's checkpoint file", ModelFilesMissing)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

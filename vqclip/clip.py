@@ -12,6 +12,7 @@ lives here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -22,10 +23,11 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from . import openai_clip
+from . import clip_fused, openai_clip
 from .clip_weights import Weights, check_file, find_openai, load_weights, weights_in_dir
 from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNameError, UsageError, first_line
 from .offline import is_offline
+from .skip_init import skipped_init
 
 __all__ = ["ClipRef", "ClipSpec", "Perceptor", "check_clip", "download_clip", "load_clip", "meta_clip",
            "parse_clip_spec"]
@@ -43,6 +45,11 @@ class Perceptor(nn.Module):
         self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def set_fused(self, enabled: bool) -> None:
+        """Run the image tower's attention and patch embedding through fused forwards (the same maths; see
+        vqclip.clip_fused) or open_clip's own."""
+        clip_fused.set_fused(self.model.visual, enabled)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 3, S, S] in [0, 1] at the model's input size -> embeddings [N, D] (not normalised)."""
@@ -206,7 +213,9 @@ def load_clip(spec: str | ClipSpec | ClipRef, device: torch.device | str = "cpu"
     ref = check_clip(spec, ckpt_dir)
     cs, open_clip = ref.spec, _open_clip()
     if ref.weights is not None or cs.random:
-        model = _quiet_create(open_clip, ref.build, device="cpu")
+        # weights read from a file are loaded strictly (every one is replaced): skip their random init
+        with skipped_init() if ref.weights is not None else contextlib.nullcontext():
+            model = _quiet_create(open_clip, ref.build, device="cpu")
         if ref.weights is not None:
             load_weights(model, ref.weights, cs.model)
         mean, std = _preprocess_mean_std(model, None)
@@ -223,8 +232,10 @@ def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
     """NAME:TAG through open_clip's own download and load; failures named by their cause."""
     cs, name, pretrained = ref.spec, ref.spec.model, ref.pretrained
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device="cpu", cache_dir=cache_dir)
+        # a tag's weights are loaded strictly by open_clip: skip their random init (none without a tag)
+        with skipped_init() if pretrained else contextlib.nullcontext():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device="cpu", cache_dir=cache_dir)
     except (RuntimeError, FileNotFoundError, OSError) as e:
         if "loading state_dict" in str(e) or "size mismatch" in str(e):
             raise CheckpointError(f"CLIP {cs}: open_clip's weights do not fit {name} ({first_line(e)})") from None
@@ -243,9 +254,9 @@ def meta_clip(spec: str | ClipSpec | ClipRef) -> Perceptor:
     """The CLIP model of spec built on the `meta` device (shapes only, no weights read, no memory used), for
     memory estimates. Raises the same errors as `check_clip` for an unknown name."""
     ref = check_clip(spec)
-    model = _quiet_create(_open_clip(), ref.build, device="meta")
-    cs = ref.spec
-    return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(cs)).requires_grad_(False).to("meta")
+    with torch.device("meta"):  # built there, not on the CPU and moved: no memory, no random init (~1 s CPU)
+        model = _quiet_create(_open_clip(), ref.build, device="meta")
+    return Perceptor(model, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), str(ref.spec)).requires_grad_(False).to("meta")
 
 
 def clip_weights_source(open_clip, name: str, tag: Optional[str]) -> str:

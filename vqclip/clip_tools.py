@@ -16,20 +16,22 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .errors import ImageError, UsageError
 from .clip import Perceptor, load_clip, parse_clip_spec
+from .config import ModelConfig
 from .device import pick_device
+from .errors import ImageError, UsageError
+from .image_files import IMAGE_SUFFIXES, list_images  # noqa: F401  (IMAGE_SUFFIXES: for callers)
 from .images import check_image, load_image
+from .locks import locked
 from .outputs import save_tensors
 from .store import checkpoints_dir, resolve_clip
 
 log = logging.getLogger("vqclip")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # a few of OpenAI's ImageNet templates; averaging over several phrasings makes zero-shot labels less brittle
-DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of a {}.")
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.",
+                     "a close-up photo of a {}.")
 
 _BATCH = 32  # images per forward pass: bounds memory on large folders
 _CACHE_VERSION = 1
@@ -155,17 +157,6 @@ def classify(perceptor: Perceptor, path: Path, labels: Sequence[str],
 # text-to-image search over a folder, with an embedding cache
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The image files directly inside a folder (by suffix), sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ImageError(f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ImageError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return images
-
-
 def model_key(perceptor: Perceptor) -> str:
     """Names the weights: the spec, plus size and mtime of local weight files so retrained weights miss the cache."""
     spec = parse_clip_spec(perceptor.name)
@@ -204,7 +195,11 @@ class EmbeddingCache:
         try:
             data = torch.load(self.path, map_location="cpu", weights_only=True)
             if data.get("version") == _CACHE_VERSION and data.get("model") == self.model:
-                self.entries = dict(data["entries"])
+                entries = dict(data["entries"])
+                for entry in entries.values():  # vqclip's own file, but checked like any file from disk
+                    if not (isinstance(entry["embedding"], torch.Tensor) and len(entry["file"]) == 2):
+                        raise ValueError("not an embedding entry")
+                self.entries = entries
         except Exception as e:  # noqa: BLE001 - a broken cache is only a slower query, never an error
             log.warning(f"ignoring unreadable embedding cache {self.path} ({type(e).__name__}); recomputing")
 
@@ -218,8 +213,10 @@ class EmbeddingCache:
     def save(self, keep: Sequence[Path]) -> None:
         """Write the entries of `keep` only, so deleted files drop out of the cache."""
         wanted = {str(p.resolve()) for p in keep}
-        entries = {k: v for k, v in self.entries.items() if k in wanted}
-        save_tensors({"version": _CACHE_VERSION, "model": self.model, "entries": entries}, self.path)
+        with locked(self.path):  # another process may have saved this folder's cache meanwhile: keep its entries
+            disk = EmbeddingCache(self.path, self.model).entries if self.path.is_file() else {}
+            entries = {k: v for k, v in {**disk, **self.entries}.items() if k in wanted}
+            save_tensors({"version": _CACHE_VERSION, "model": self.model, "entries": entries}, self.path)
 
 
 @dataclass
@@ -230,10 +227,9 @@ class RankResult:
     cached: int  # embeddings read from the cache
 
 
-def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[EmbeddingCache] = None
+def embed_folder(perceptor: Perceptor, images: Sequence[Path], cache: Optional[EmbeddingCache] = None
                  ) -> tuple[list[Path], torch.Tensor, list[Path], int]:
-    """Embeddings of a folder's images, reusing the cache: (paths, [N, D], skipped files, number computed)."""
-    images = list_images(folder)
+    """Embeddings of image files, reusing the cache: (paths, [N, D], skipped files, number computed)."""
     cached = {p: cache.get(p) for p in images} if cache is not None else {}
     views, skipped = {}, []
     for p in images:
@@ -241,7 +237,7 @@ def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[Embed
             try:  # a broken file is skipped with a notice, not fatal to the whole search
                 views[p] = clip_view(p, perceptor.input_size)
             except ImageError as e:
-                log.warning(f"skipping {p.name}: {e}")
+                log.warning(f"skipping {p}: {e}")
                 skipped.append(p)
     fresh = dict(zip(views, encode_views(perceptor, list(views.values())))) if views else {}
     if cache is not None and fresh:
@@ -250,24 +246,27 @@ def embed_folder(perceptor: Perceptor, folder: str | Path, cache: Optional[Embed
         cache.save(keep=images)
     paths = [p for p in images if p not in skipped]
     if not paths:
-        raise ImageError(f"none of the {len(images)} images in {folder} could be read")
+        raise ImageError(f"none of the {len(images)} images could be read")
     return paths, torch.stack([fresh.get(p, cached.get(p)) for p in paths]), skipped, len(fresh)
 
 
-def check_rank(folder: str | Path, query: str, top: Optional[int]) -> str:
-    """What rank can check without a model: the folder holds images, a query, a positive --top."""
-    list_images(folder)
+def check_rank(folder: str | Path, query: str, top: Optional[int], recursive: bool = True, frames: bool = False,
+               checkpoints: Optional[str] = None, note: bool = False) -> list[Path]:
+    """What rank can check without a model: the folder holds images, a query, a positive --top; the images."""
+    images = list_images(folder, recursive, frames, checkpoints, note)
     if top is not None and top < 1:
         raise UsageError(f"--top must be at least 1 (got {top})")
-    return check_text(query, "query")
+    check_text(query, "query")
+    return images
 
 
 def rank(perceptor: Perceptor, folder: str | Path, query: str, top: Optional[int] = None,
-         use_cache: bool = True, checkpoints: Optional[str] = None) -> RankResult:
-    """Text-to-image search: the folder's images by cosine similarity to the query, best first."""
-    query = check_rank(folder, query, top)
+         use_cache: bool = True, checkpoints: Optional[str] = None, recursive: bool = True,
+         frames: bool = False) -> RankResult:
+    """Text-to-image search: the folder's images (see list_images) by cosine similarity to the query, best first."""
+    images = check_rank(folder, query, top, recursive, frames, checkpoints, note=True)
     cache = EmbeddingCache.for_folder(Path(folder), model_key(perceptor), checkpoints) if use_cache else None
-    paths, embeds, skipped, computed = embed_folder(perceptor, folder, cache)
-    scores = (embeds @ embed_texts(perceptor, [query]).T).squeeze(1)
+    paths, embeds, skipped, computed = embed_folder(perceptor, images, cache)
+    scores = (embeds @ embed_texts(perceptor, [query.strip()]).T).squeeze(1)
     order = scores.argsort(descending=True)[:top].tolist()
     return RankResult([(paths[i], float(scores[i])) for i in order], skipped, computed, len(paths) - computed)

@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, UnknownNameError
-
 from .validate import validate
 
 
@@ -74,15 +73,14 @@ class AnimationConfig:
 class SpeedConfig:
     """The fast path's switches (see vqclip.fastpath); `reference()` is the fp32 eager path speed is judged against."""
 
-    precision: str = "auto"  # auto: bf16 autocast of decoder + CLIP on CUDA, fp32 elsewhere; or fp32, bf16
+    precision: str = "auto"  # auto: bf16 autocast of decoder + CLIP on CUDA and AMX CPUs, fp32 elsewhere; or fp32, bf16
     channels_last: Optional[bool] = None  # None: where it pays (CUDA)
     fused_optim: Optional[bool] = None  # None: a fused optimiser step on CUDA
     compile: bool = False  # torch.compile the decoder and CLIP's image tower: slower first step, faster after
-    # torch.compile's mode when compile is true (ignored otherwise): default, reduce-overhead (CUDA graphs),
-    # max-autotune (kernel autotuning, also with CUDA graphs); see COMPILE_MODES
-    compile_mode: str = "default"
+    compile_mode: str = "default"  # with compile: default, reduce-overhead, max-autotune (see COMPILE_MODES)
     checkpoint_pixels: int = 512 * 512  # recompute the high-res decoder blocks above this many pixels; 0: never
-    fused_attention: bool = True  # the decoder's attention through a fused SDPA kernel (same maths, less memory)
+    fused_attention: bool = True  # decoder attention via fused SDPA, CLIP's tower via vqclip.clip_fused (same maths)
+    threads: int = 0  # CPU threads; 0: OMP_NUM_THREADS if set, else the cores other processes leave idle
 
     @classmethod
     def reference(cls) -> "SpeedConfig":
@@ -146,16 +144,41 @@ def _keys(node, prefix="") -> list[str]:
     return out
 
 
+def _group_given_a_value(base, other, prefix: str = "") -> None:
+    """`--set optim=3`: a group of keys given one value is named, with its keys (OmegaConf's own message is None)."""
+    if not (OmegaConf.is_dict(base) and OmegaConf.is_dict(other)):
+        return
+    for key in other:
+        if key in base and OmegaConf.is_dict(base[key]) and key != "keyframes":
+            if not OmegaConf.is_dict(other[key]):
+                keys = ", ".join(f"{prefix}{key}.{k}" for k in base[key])
+                raise ConfigError(f"{prefix}{key} is a group of keys ({keys}); set one of them, "
+                                  f"e.g. {prefix}{key}.{next(iter(base[key]))}=...")
+            _group_given_a_value(base[key], other[key], f"{prefix}{key}.")
+
+
 def _merge(base, other: Any, source: str):
+    _group_given_a_value(base, other)
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
         if "not in struct" in str(e) or "Key" in type(e).__name__ and "Missing" not in str(e):
-            raise ConfigError(f"unknown config key {key!r} in {source}; valid keys: "
-                              f"{', '.join(_keys(OmegaConf.structured(Config)))}") from None
-        message = str(e.msg if hasattr(e, "msg") else e).strip().splitlines() or [type(e).__name__]
+            raise _unknown_key(key, source) from None
+        message = str(getattr(e, "msg", None) or e).strip().splitlines() or [type(e).__name__]
         raise ConfigError(f"bad value for {key or 'config'} in {source}: {message[0]}") from None
+    except (TypeError, ValueError) as e:  # OmegaConf raises these too, e.g. merging a list into a mapping
+        raise ConfigError(f"bad value in {source}: {str(e).strip()[:120] or type(e).__name__}") from None
+
+
+def _unknown_key(key: str, source: str) -> UnknownNameError:
+    """An unknown key: the closest settable keys, and the keys beside it (its section's, or the top level's)."""
+    keys = _keys(OmegaConf.structured(Config))
+    parent = key.rpartition(".")[0] if key.rpartition(".")[0] in keys else ""
+    siblings = ", ".join(k for k in keys if k.rpartition(".")[0] == parent)
+    leaves = [k for k in keys if not any(other.startswith(k + ".") for other in keys)]
+    see = f"the keys of {parent}: {siblings}" if parent else f"the top-level keys: {siblings}"
+    return UnknownNameError("config key", key, leaves, see=see, where=source)
 
 
 def _literal(data: Any, source: str):
@@ -167,7 +190,8 @@ def _literal(data: Any, source: str):
     try:
         node = OmegaConf.create(data)
     except Exception as e:  # noqa: BLE001 - yaml errors come in many types
-        raise ConfigError(f"{source} is not valid YAML ({str(e).strip().splitlines()[0]})") from None
+        raise ConfigError(f"{source} is not valid YAML ({(str(e).strip().splitlines() or [type(e).__name__])[0]})") \
+            from None
     if not OmegaConf.is_dict(node):
         raise ConfigError(f"{source} must be a mapping of config keys, not a list or a value")
     return OmegaConf.create(_escape(OmegaConf.to_container(node, resolve=False)))
@@ -218,6 +242,9 @@ def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, option
 def numbered_keyframes(data: dict, source: str) -> dict:
     """Keyframe keys as numbers: `--set keyframes.150=...` and JSON jobs give them as text."""
     given = data.get("keyframes")
+    if given is not None and not isinstance(given, dict):
+        raise ConfigError(f"{source}: keyframes map step (or frame) numbers to prompts, got {given!r:.40}; "
+                          f"e.g. {{0: a seed, 150: a sapling}}")
     if not isinstance(given, dict):
         return data
     keyframes = {}
@@ -250,8 +277,13 @@ def _nest(flat: dict) -> dict:
             continue
         node = out
         *parents, leaf = key.split(".")
-        for p in parents:
+        for k, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):  # {"optim": 3, "optim.lr": 0.1}: a value and a group at once
+                raise ConfigError(f"{'.'.join(parents[:k + 1])} is given as a value and as a group of keys "
+                                  f"({key}); give one of them")
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            raise ConfigError(f"{key} is given as a value and as a group of keys; give one of them")
         node[leaf] = value
     return out
 

@@ -6,6 +6,7 @@ here, not after the models load), and written by `vqclip.outputs`.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Optional
@@ -14,30 +15,30 @@ import numpy as np
 import torch
 
 from .errors import ImageError, first_line
+from .files import open_regular
 
 __all__ = ["check_image", "load_image", "to_array", "to_pil"]
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_FIX = "give a PNG, JPEG or WebP file"
 
 
 def check_image(path: str | Path, what: str) -> None:
-    """A local, regular, decodable image file: URLs are never fetched, and a bad file fails before models load."""
+    """A local, regular, decodable image file: URLs are never fetched, a FIFO or a device is refused without being
+    opened (see vqclip.files), and a bad file fails before models load."""
     from PIL import Image
 
     if _URL.match(str(path)):
         raise ImageError(f"{what} {path} is a URL; vqclip does not fetch URLs, download it and pass the local file")
     p = Path(path)
-    if not p.exists():
-        raise ImageError(f"{what} {p} does not exist")
-    if not p.is_file():
-        raise ImageError(f"{what} {p} is not a regular file; give a PNG, JPEG or WebP file")
-    if p.stat().st_size == 0:
-        raise ImageError(f"{what} {p} is empty (0 bytes); give a PNG, JPEG or WebP file")
-    try:
-        with Image.open(p) as im:
-            im.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(f"cannot read {what} {p} ({first_line(e)}); give a PNG, JPEG or WebP file") from None
+    with open_regular(p, what, _FIX, ImageError) as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise ImageError(f"{what} {p} is empty (0 bytes); {_FIX}")
+        try:
+            with Image.open(f) as im:
+                im.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise ImageError(f"cannot read {what} {p} ({first_line(e)}); {_FIX}") from None
 
 
 def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
@@ -46,7 +47,7 @@ def load_image(path: str | Path, size: Optional[tuple[int, int]] = None) -> torc
     from torchvision.transforms.functional import pil_to_tensor
 
     try:
-        with Image.open(path) as im:
+        with open_regular(path, "image", _FIX, ImageError) as f, Image.open(f) as im:
             im = im.convert("RGB")
             if size is not None:
                 im = im.resize(size, Image.LANCZOS)

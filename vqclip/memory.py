@@ -7,8 +7,8 @@ without allocating, and a saved-tensor hook adds up the storage autograd keeps f
 - each CLIP's weights and the activations of its cutouts, which do not grow with the image but do with cutn.
 It leaves out what is small or allocator-dependent (gradients in flight, the optimiser state, the cutouts
 themselves, fragmentation), and under bf16 autocast it counts every activation as bf16 though norms and softmax
-stay fp32. Against the peak memory of real CPU steps it came within 9% (tests/test_memory.py,
-figures in BENCHMARKS.md); on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
+stay fp32. Against the peak memory of real CPU steps it came within 9% (tests/test_memory.py, BENCHMARKS.md);
+on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
+from .clip import ClipRef, check_clip, meta_clip
 from .config import SpeedConfig
 from .errors import ConfigError, OutOfMemory
 from .fastpath import REFERENCE, FastPath, resolve
-from .clip import ClipRef, meta_clip
+from .memory_cache import cached
 from .vqgan import VQGAN, VQGANSpec
 
-# the share of free memory a suggested size may use; the rest is left for what the estimate leaves out
-SUGGEST_SHARE = 0.6
-# above this many pixels the decoder is not run even on meta: activations grow at least linearly, so an
-# estimate scaled up from this size does not overstate them
+SUGGEST_SHARE = 0.6  # the share of free memory a suggested size may use; the rest: what the estimate leaves out
+# above this many pixels the decoder is not run even on meta: activations grow at least linearly with pixels
 _MAX_MEASURED_PIXELS = 2**24
 
 
@@ -66,7 +65,11 @@ def _meta_vqgan(spec_json: str, bf16: bool = False) -> VQGAN:
 
 @functools.lru_cache(maxsize=8)
 def _meta_clip(spec: str | ClipRef, bf16: bool):
-    return meta_clip(spec).to(_dtype(bf16))
+    # under the meta device as a default too: open_clip builds some buffers (the text tower's causal mask,
+    # context_length^2 floats) with a bare torch.empty before moving the model, which allocated 6 GB for a
+    # crafted context_length of 40000
+    with torch.device("meta"):
+        return meta_clip(spec).to(_dtype(bf16))
 
 
 def _spec_key(spec: VQGANSpec) -> str:
@@ -153,6 +156,11 @@ def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastP
     return peak
 
 
+def _vqgan_bytes(spec: VQGANSpec, width: int, height: int, fast: FastPath) -> tuple[int, int]:
+    model = _meta_vqgan(_spec_key(spec), fast.decoder_bf16)
+    return _weight_bytes(model), _decoder_activation_bytes(model, width, height, fast)
+
+
 def _clip_bytes_per_cutout(spec: str | ClipRef, bf16: bool) -> tuple[int, int]:
     """(weights, activation bytes per cutout) of one CLIP, measured on meta from the difference of two batch
     sizes, so tensors that do not grow with the batch are not counted as activations."""
@@ -170,17 +178,18 @@ def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1, *, 
                    clips: Sequence[str | ClipRef] = (), cutn: int = 0) -> int:
     """The memory one step of `batch` images of width x height needs on the given fast path (an estimate),
     with `cutn` cutouts scored by each CLIP in `clips` (specs as `check_clip` takes them)."""
-    model = _meta_vqgan(_spec_key(spec), fast.decoder_bf16)
-    pixels = width * height
-    if pixels <= _MAX_MEASURED_PIXELS:
-        per_image = _decoder_activation_bytes(model, width, height, fast)
-    else:  # scale a measured size up by the pixel ratio (activations grow at least linearly with pixels)
+    pixels, f, (w, h) = width * height, spec.factor, (width, height)
+    if pixels > _MAX_MEASURED_PIXELS:  # scale a measured size up by the pixel ratio (activations grow at least so)
         scale = math.sqrt(_MAX_MEASURED_PIXELS / pixels)
-        w, h = (max(model.factor, int(s * scale) // model.factor * model.factor) for s in (width, height))
-        per_image = _decoder_activation_bytes(model, w, h, fast) * (pixels / (w * h))
-    weights = _weight_bytes(model)
+        w, h = (max(f, int(s * scale) // f * f) for s in (width, height))
+    key = [_spec_key(spec), w, h, fast.decoder_bf16, fast.fused_attention, fast.checkpoint]  # see memory_cache
+    weights, per_image = cached("vqgan", key, 2, functools.partial(_vqgan_bytes, spec, w, h, fast))
+    per_image *= pixels / (w * h)
     for clip in clips:
-        clip_weights, per_cutout = _clip_bytes_per_cutout(clip, fast.clip_bf16)
+        build = check_clip(clip).build  # a local-dir's config may change under its name: measured every time
+        measure = functools.partial(_clip_bytes_per_cutout, clip, fast.clip_bf16)
+        clip_weights, per_cutout = (measure() if build.startswith("local-dir:")
+                                    else cached("clip", [build, fast.clip_bf16], 2, measure))
         weights += clip_weights
         per_image += per_cutout * cutn
     return int(weights + per_image * batch)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Hashable, Optional, TypeVar
 
 from .clip import ClipRef, check_clip
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, ModelFilesMissing
+from .files import check_regular
 from .images import check_image
 from .prompts import Prompt, parse_prompts, split_path_weight
 from .store import VQGANFiles, resolve_clip, resolve_vqgan
 from .story import segments
+from .validate import check_weight
 from .vqgan import VQGANSpec, read_vqgan_yaml
 
 __all__ = ["Plan", "VQGANResolver", "check"]
@@ -26,6 +28,7 @@ log = logging.getLogger("vqclip")
 
 # config -> its VQGAN's files; `runner.plan_run` passes one that downloads and remembers what it resolved
 VQGANResolver = Callable[[Config], VQGANFiles]
+T = TypeVar("T")
 
 
 def _resolve(cfg: Config) -> VQGANFiles:
@@ -56,15 +59,27 @@ class Plan:
         return [str(c) for c in self.clips]
 
 
+def _once(memo: Optional[dict], key: Hashable, make: Callable[[], T]) -> T:
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
 def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
-          resolver: Optional[VQGANResolver] = None) -> Plan:
+          resolver: Optional[VQGANResolver] = None, memo: Optional[dict] = None) -> Plan:
     """Validate everything that needs no model weights; adjust the size to the VQGAN's factor with a notice.
 
     `unit` is what a story's schedule counts: "step" (generate, batch) or "frame" (animate, which also checks that
-    its crossfades fit their segments). `resolver` finds the VQGAN's files (default: no download).
+    its crossfades fit their segments). `resolver` finds the VQGAN's files (default: no download). `memo` (a dict
+    the caller keeps) checks each model yaml, CLIP and image file once over many configs: a batch's jobs.
     """
     files = (resolver or _resolve)(cfg)
-    spec = read_vqgan_yaml(files.config)
+    spec = _once(memo, ("vqgan", files.config), lambda: read_vqgan_yaml(files.config))
+    # a FIFO or a device as the weights is refused now by a stat, not when the load would block on it
+    _once(memo, ("weights", files.weights), lambda: check_regular(files.weights, f"VQGAN checkpoint of {files.name}",
+                                                                  "give the model's checkpoint", ModelFilesMissing))
     schedule = segments(cfg, unit) or [(0, "")]
     first = schedule[0][1]
     prompts = parse_prompts(first) if (first.strip() or need_prompt and not cfg.image_prompts) else []
@@ -74,12 +89,15 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
     images = []
     for item in cfg.image_prompts:
         path, weight = split_path_weight(item)
-        check_image(path, "image prompt")
+        check_weight(weight, f"image prompt {item!r}")
+        _once(memo, ("image", path), lambda p=path: check_image(p, "image prompt"))
         images.append((Path(path), weight))
     if cfg.init_image:
-        check_image(cfg.init_image, "init image")
+        _once(memo, ("image", cfg.init_image), lambda: check_image(cfg.init_image, "init image"))
     width, height = _fit_size(cfg.width, cfg.height, spec.factor)
-    clips = [check_clip(resolve_clip(c), cfg.model.checkpoints_dir) for c in cfg.model.clip]
+    ckpt_dir = cfg.model.checkpoints_dir
+    clips = [_once(memo, ("clip", c, ckpt_dir), lambda c=c: check_clip(resolve_clip(c), ckpt_dir))
+             for c in cfg.model.clip]
     return Plan(files, spec, clips, prompts, images, width, height, story, schedule, unit)
 
 

@@ -139,11 +139,11 @@ def make_guides(plan: Plan, models: Models, prompts: Sequence[Sequence[Prompt]])
 
 
 def plan_run(cfg: Config, unit: str = "step", need_prompt: bool = True,
-             finder: Optional[Callable[[Config], VQGANFiles]] = None) -> Plan:
+             finder: Optional[Callable[[Config], VQGANFiles]] = None, memo: Optional[dict] = None) -> Plan:
     """Steps 1-2: the config's seed drawn, its model files resolved (see VQGANFinder), its plan checked. The size
-    actually used is written back into cfg, so it is what every output records."""
+    actually used is written back into cfg, so it is what every output records. `memo`: see `plan.check`."""
     with_seed(cfg)
-    plan = check(cfg, need_prompt, unit, resolver=finder or VQGANFinder())
+    plan = check(cfg, need_prompt, unit, resolver=finder or VQGANFinder(), memo=memo)
     cfg.width, cfg.height = plan.width, plan.height
     return plan
 
@@ -168,6 +168,7 @@ class Run:
         self.models = models or load_models(self.plan, self.device, self.cfg.model.checkpoints_dir)
         self.settings = settings(self.cfg, self.device)
         fastpath.prepare(self.models.vqgan, self.models.perceptors, self.settings.fast)
+        fastpath.set_threads(self.cfg.speed, self.device)
         if self.resume is not None:
             check_models(self.resume, self.models.fingerprints)
         return self

@@ -27,6 +27,16 @@ class Shard:
 
             dist.barrier()
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether flag holds on every rank (a collective: every rank must call it); flag itself off torchrun."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
 
 def init_shard() -> Shard:
     """Join the torchrun group when WORLD_SIZE > 1 (env:// rendezvous); a single process otherwise."""

@@ -1,10 +1,12 @@
 """Story mode: a prompt schedule, so one run morphs from prompt to prompt.
 
 A schedule is laid over a span: the optimisation steps of `generate` and `batch`, or the frames of `animate`.
-Two forms, merged (a keyframe wins at the same step or frame):
+Two forms, merged: every prompt of either starts at its own step (or frame), and the schedule is all of them in
+order; a keyframe on the very step where another story part starts is refused, never dropped silently:
 - a prompt `"a seed^a sapling^a great oak"` switching every `story_every` steps or frames (0: split evenly);
 - `keyframes`, step or frame -> prompts from there on: `{0: a seed, 150: a sapling}` in a preset or job, or
   `--keyframe 150="a sapling"` on the command line.
+So `"a^b" --keyframe 7=c` over 10 steps runs a (0-4), b (5-6), c (7-9).
 Each segment is an ordinary prompt string, so `text:weight:stop|...` works inside it.
 """
 
@@ -55,6 +57,8 @@ def segments(cfg: Config, unit: str = "step") -> list[tuple[int, str]]:
         if start >= length:
             raise ConfigError(f"keyframe {start} ({text!r}) is past the last {unit}: the {span.whole} has {length} "
                               f"{unit}s (0-{length - 1}); move it below {length} or raise {span.option}")
+        if start in schedule and schedule[start] != text:  # the same prompt twice loses nothing
+            raise ConfigError(_collision(cfg, start, text, schedule[start], span))
         schedule[start] = text
     if schedule and 0 not in schedule:
         raise ConfigError(f"keyframes start at {unit} {min(schedule)}; add a keyframe at {unit} 0 or give a prompt")
@@ -63,6 +67,16 @@ def segments(cfg: Config, unit: str = "step") -> list[tuple[int, str]]:
         raise ConfigError(f"story prompt {schedule[min(late)]!r} starts at {unit} {min(late)} but the {span.whole} "
                           f"has {length} {unit}s; lower --story-every or raise {span.option}")
     return sorted(schedule.items())
+
+
+def _collision(cfg: Config, start: int, text: str, part: str, span: Span) -> str:
+    unit = span.unit
+    if SEP not in cfg.prompt:
+        return (f"keyframe {start} ({text!r}) and the prompt {part!r} both start at {unit} {start}; drop one of them, "
+                f"or move the keyframe past {unit} 0")
+    every = "--story-every" if span.unit == "step" else "--story-every (frames)"
+    return (f"keyframe {start} ({text!r}) starts where the story {cfg.prompt!r} switches to {part!r} ({unit} {start}); "
+            f"move the keyframe, or set {every} so they do not meet")
 
 
 def prompt_at(schedule: list[tuple[int, str]], step: int) -> str:

@@ -11,7 +11,13 @@ from .errors import ConfigError, UnknownNameError
 if TYPE_CHECKING:
     from .config import Config, SpeedConfig
 
-__all__ = ["check_motion", "validate", "validate_speed"]
+__all__ = ["MAX_SEED", "MAX_WEIGHT", "check_motion", "check_seed", "check_weight", "validate", "validate_speed"]
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; numpy and the manifest's JSON readers 63
+MAX_WEIGHT = 1e4  # |loss weight| of a prompt or the init image: beyond it fp32 losses overflow towards inf
+# upper bounds of the other numbers: far past any useful value, well short of an overflow
+HIGHEST = {"optim.lr": 1e4, "optim.weight_decay": 1e4, "init_weight": MAX_WEIGHT, "cutouts.cut_pow": 100.0,
+           "output.fps": 1000}
 
 
 def validate(cfg: Config) -> None:
@@ -26,6 +32,13 @@ def validate(cfg: Config) -> None:
     for key, value in floats.items():
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
+    for key, value in (("optim.weight_decay", cfg.optim.weight_decay), ("init_weight", cfg.init_weight)):
+        if value < 0:
+            raise ConfigError(f"{key} must be 0 (off) or positive, got {value}")
+    for key, value in {**floats, "output.fps": cfg.output.fps}.items():
+        if value > HIGHEST[key]:
+            raise ConfigError(f"{key} must be at most {HIGHEST[key]:g}, got {value:g}")
+    _check_lists(cfg)
     validate_speed(cfg.speed)
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every must be 0 (no frames) or positive, got {cfg.output.save_every}")
@@ -48,16 +61,50 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     if not cfg.model.clip:
         raise ConfigError("model.clip needs at least one CLIP model")
-    if cfg.seed is not None and not 0 <= cfg.seed < 2**63:
-        raise ConfigError(f"seed must be between 0 and 2**63-1, got {cfg.seed}")
+    if cfg.seed is not None:
+        check_seed(cfg.seed)
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """A whole number in [0, 2**63-1] (a batch's SEED+k is checked with what="--seed S + job index k")."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{what} must be a whole number, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be between 0 and 2**63-1, got {seed}")
+    return seed
+
+
+def check_weight(weight: float, what: str) -> float:
+    """A loss weight: finite, and at most MAX_WEIGHT either way (1e308 would overflow every loss to inf)."""
+    if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
+        raise ConfigError(f"{what} has weight {weight:g}; use a weight between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}")
+    return weight
+
+
+def _check_lists(cfg: Config) -> None:
+    """What OmegaConf's List[str] lets through (a list nested in it): every item of the type its field holds."""
+    texts = {"image_prompts": cfg.image_prompts, "model.clip": cfg.model.clip, "cutouts.augments": cfg.cutouts.augments,
+             "keyframes": list(cfg.keyframes.values())}
+    for key, items in texts.items():
+        for item in items:
+            if not isinstance(item, str):
+                raise ConfigError(f"{key} holds {item!r:.40}; each item must be text")
+    for value in cfg.animation.pan:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"animation.pan must be two numbers (right, down), got {list(cfg.animation.pan)!r:.60}")
 
 
 def check_motion(zoom: float, rotate: float, pan) -> None:
     """An animation's camera move: a positive finite zoom, a finite rotation and two finite pan offsets."""
     if not (zoom > 0 and math.isfinite(zoom)):
         raise ConfigError(f"zoom must be positive (1 keeps the size, 1.02 zooms in 2% a frame), got {zoom}")
+    if not 0.01 <= zoom <= 100:
+        raise ConfigError(f"zoom must be between 0.01 and 100 a frame (1.02 zooms in 2% a frame), got {zoom:g}")
     if len(pan) != 2 or not all(math.isfinite(v) for v in (rotate, *pan)):
         raise ConfigError(f"rotate must be a number and pan two numbers (right, down), got {rotate} and {list(pan)}")
+    if abs(rotate) > 360 or any(abs(v) > 1e4 for v in pan):  # a frame's move: past these it only overflows
+        raise ConfigError(f"rotate must be within +-360 degrees and pan within +-10000 pixels a frame, got {rotate:g} "
+                          f"and {list(pan)}")
 
 
 def validate_speed(speed: SpeedConfig) -> None:
@@ -67,6 +114,8 @@ def validate_speed(speed: SpeedConfig) -> None:
     if speed.compile_mode not in COMPILE_MODES:
         raise ConfigError(f"speed.compile_mode must be {', '.join(COMPILE_MODES[:-1])} or {COMPILE_MODES[-1]}, "
                           f"got {speed.compile_mode!r}")
+    if speed.threads < 0:
+        raise ConfigError(f"speed.threads must be 0 (auto) or a positive number of CPU threads, got {speed.threads}")
     if speed.checkpoint_pixels < 0:
         raise ConfigError(f"speed.checkpoint_pixels must be 0 (never) or positive, got {speed.checkpoint_pixels}")
 

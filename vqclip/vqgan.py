@@ -43,27 +43,70 @@ class VQGANSpec:
         return 2 ** (len(self.ddconfig["ch_mult"]) - 1)
 
 
+# what a config may ask vqclip to build: far above every published VQGAN (ch 128, ch_mult of 5, 2 res blocks,
+# 16384 codes of 256), far below what would exhaust memory or time before the memory estimate can refuse
+LIMITS = {"ch": 4096, "z_channels": 4096, "num_res_blocks": 64, "resolution": 2**16, "in_channels": 64,
+          "out_ch": 64, "n_embed": 2**22, "embed_dim": 4096}
+MAX_LEVELS = 10  # len(ch_mult): a factor of 2**9 = 512
+MAX_YAML_BYTES = 2**20
+
+
 def read_vqgan_yaml(path: str | os.PathLike) -> VQGANSpec:
-    """Parse the model section of a taming yaml (the lossconfig and data sections are ignored)."""
-    from omegaconf import OmegaConf
+    """Parse the model section of a taming yaml (the lossconfig and data sections are ignored).
+
+    The file is data only: no OmegaConf interpolation is resolved (a `${oc.env:SECRET}` is refused, never read),
+    no aliases are expanded, and the sizes it asks for are bounded (LIMITS) before anything is built.
+    """
+    from .files import read_regular
+    from .safe_yaml import load_yaml, refuse_interpolation
 
     try:
-        cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        text = read_regular(path, "VQGAN config", "give the model's taming yaml", ModelFilesMissing,
+                            MAX_YAML_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a taming VQGAN config (not UTF-8 text)") from None
+    cfg = load_yaml(text, str(path))
+    refuse_interpolation(cfg, str(path))
+    try:
         model = cfg["model"]
         if "first_stage_config" in model["params"]:  # a whole Net2NetTransformer: its first stage is the VQGAN
             model = model["params"]["first_stage_config"]
         params = model["params"]
         ddconfig = dict(params["ddconfig"])
-        spec = VQGANSpec(ddconfig=ddconfig, n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]),
+        spec = VQGANSpec(ddconfig=ddconfig, n_embed=_count(params["n_embed"]), embed_dim=_count(params["embed_dim"]),
                          gumbel="Gumbel" in str(model.get("target", "")),
                          kl_weight=float(params.get("kl_weight", 5e-4)))
         for key in ("ch", "ch_mult", "num_res_blocks", "attn_resolutions", "z_channels", "resolution"):
             ddconfig[key]
-    except FileNotFoundError:
-        raise ModelFilesMissing(f"VQGAN config {path} does not exist") from None
-    except Exception as e:  # noqa: BLE001 - yaml, key and type errors all mean "not a taming config"
-        raise ConfigError(f"{path} is not a taming VQGAN config ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - key and type errors all mean "not a taming config"
+        raise ConfigError(f"{path} is not a taming VQGAN config ({type(e).__name__}: {str(e)[:80]})") from None
+    _check_limits(spec, path)
     return spec
+
+
+def _count(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {value!r:.40}")
+    return value
+
+
+def _check_limits(spec: VQGANSpec, path) -> None:
+    """Every size the config asks for is a whole number within LIMITS, so building it (even on meta) is bounded."""
+    dd = spec.ddconfig
+    sizes = {"n_embed": spec.n_embed, "embed_dim": spec.embed_dim,
+             **{k: dd[k] for k in LIMITS if k in dd and k not in ("n_embed", "embed_dim")}}
+    mult, attn = dd["ch_mult"], dd["attn_resolutions"]
+    if not (isinstance(mult, list) and 1 <= len(mult) <= MAX_LEVELS and isinstance(attn, list)):
+        raise ConfigError(f"{path}: ddconfig.ch_mult must list 1 to {MAX_LEVELS} levels and attn_resolutions be a "
+                          f"list; this is not a VQGAN vqclip can build")
+    sizes.update({f"ch_mult[{k}]": m for k, m in enumerate(mult)})
+    for key, value in sizes.items():
+        limit = LIMITS.get(key.split("[")[0], 64)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ConfigError(f"{path}: {key} = {value!r:.40} is not a whole number from 1 to {limit}; this is not "
+                              f"a VQGAN vqclip can build")
+    if not all(isinstance(r, int) and not isinstance(r, bool) for r in attn):
+        raise ConfigError(f"{path}: ddconfig.attn_resolutions must be whole numbers")
 
 
 class VQGAN(nn.Module):
@@ -175,9 +218,10 @@ def _vqgan_part(state_dict: dict) -> dict:
 
 def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = "VQGAN") -> VQGAN:
     """Build the model; with a state dict, every key must fit (no silent strict=False garbage)."""
-    model = VQGAN(spec)
     if state_dict is None:
-        return model
+        return VQGAN(spec)
+    with torch.device("meta"):  # no random init of weights the state dict replaces (~0.5 s CPU for f16_16384)
+        model = VQGAN(spec)
     state = {k: v for k, v in _vqgan_part(state_dict).items() if not k.startswith(_IGNORED_PREFIXES)}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -195,7 +239,8 @@ def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = 
                          f"vs config {tuple(own[k].shape)})")
         raise CheckpointError(f"the checkpoint of {name} does not fit its config: {'; '.join(parts)}; "
                               f"check that the yaml and ckpt belong together")
-    model.load_state_dict(state)
+    # the checkpoint's tensors become the weights (no copy), in the dtype the model declares
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
     return model
 
 

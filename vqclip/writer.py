@@ -30,7 +30,7 @@ from .config import Config, OutputConfig
 from .observe import Observer
 from .optimize import Step
 from .outputs import VideoWriter, save_png, unique_dir
-from .provenance import metadata
+from .provenance import describe_device, metadata
 from .state import SavedState, StateWriter, remove_state
 
 __all__ = ["Interrupted", "Layout", "ResumeAt", "RunResult", "RunWriter", "write_steps"]
@@ -124,18 +124,23 @@ class RunWriter:
         self.folder = at.folder if at else unique_dir(Path(parent), name)
         if at:
             _drop_frames_from(self.folder / "frames", layout.frame_name, at.step)
-        self.video = (VideoWriter(self.folder / layout.video_name, layout.fps, layout.gif)
+        # a resumed run replaces its own video, which `_seed_video` reads back first
+        self.video = (VideoWriter(self.folder / layout.video_name, layout.fps, layout.gif, overwrite=at is not None)
                       if layout.video_every else None)
         if at and self.video is not None:
             self._seed_video(at.step)
         self.reused = at is not None
         self.states = StateWriter(self.folder) if state_meta is not None else None
         self.last: Optional[Step] = None
+        self.device: Optional[str] = None
         self.start = time.perf_counter()
 
     def _meta(self, step: Step, status: str) -> dict:
         loss = float(step.loss[self.index])
-        meta = {**metadata(self.cfg, self.plan, step.i, status, loss, step.extras), **dict(self.layout.extra)}
+        if self.device is None:  # the device the loop made the image on
+            self.device = describe_device(step.image.device)
+        meta = {**metadata(self.cfg, self.plan, step.i, status, loss, step.extras, self.device),
+                **dict(self.layout.extra)}
         if self.resumed:
             meta["resumed"] = json.dumps(self.resumed)
         return meta

@@ -5,9 +5,10 @@ fp32 reference path, `run` the benchmark itself and `report` the BENCHMARKS.md t
 """
 
 from .measure import flops_of
-from .quality import QUALITY_MIN, evaluate, fixed_views
+from .quality import GRAD_COSINE_MIN, QUALITY_MIN, evaluate, evaluate_image, fixed_views, verdict
 from .run import BenchOptions, run_bench, table
 from .setup import ARCHITECTURES, BENCH_CONFIGS, SMOKE, BenchConfig, build_models, run_config
 
-__all__ = ["ARCHITECTURES", "BENCH_CONFIGS", "QUALITY_MIN", "SMOKE", "BenchConfig", "BenchOptions", "build_models",
-           "evaluate", "fixed_views", "flops_of", "run_bench", "run_config", "table"]
+__all__ = ["ARCHITECTURES", "BENCH_CONFIGS", "GRAD_COSINE_MIN", "QUALITY_MIN", "SMOKE", "BenchConfig", "BenchOptions",
+           "build_models", "evaluate", "evaluate_image", "fixed_views", "flops_of", "run_bench", "run_config", "table",
+           "verdict"]

@@ -16,14 +16,15 @@ from typing import Callable, Optional
 
 import torch
 
-from ..version import __version__
+from .. import fastpath
 from ..config import SpeedConfig
-from ..validate import validate_speed
 from ..errors import ConfigError
 from ..runner import prepare_run, settings
 from ..resume import state_meta
+from ..validate import validate_speed
+from ..version import __version__
 from .measure import StepTimer, _sync, count_flops, peak_memory, percentile, state_write_seconds
-from .quality import QUALITY_MIN, quality
+from .quality import GRAD_COSINE_MIN, QUALITY_MIN, quality
 from .setup import bench_config, bench_steps, build_models, default_config, run_config
 
 IMAGES_PER_HOUR_STEPS = 500  # images/hour assumes runs of this many steps
@@ -39,7 +40,7 @@ class BenchOptions:
     compile_mode: str = "default"  # torch.compile's mode with compile (vqclip.config.COMPILE_MODES)
     smoke: bool = False
     quality_steps: Optional[int] = None  # None: 20 on CUDA, 6 on CPU, 10 for --smoke
-    quality_seeds: int = 2
+    quality_seeds: Optional[int] = None  # None: 8 (2 for --smoke); the ratio's error falls as 1/sqrt(seeds)
     speed: Optional[SpeedConfig] = None  # explicit switches (library use); overrides reference/compile/compile_mode
 
 
@@ -112,7 +113,8 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
     }
     if timer.cpu_marks:  # CPU seconds of all threads; on a quiet machine about threads x wall time
         result["cpu_s_per_step_median"] = statistics.median(timer.cpu_seconds()[warmup:])
-    result.update(quality(bc, models, speed, device, qsteps, list(range(o.quality_seeds))))
+    seeds = o.quality_seeds or (2 if o.smoke else 8)
+    result.update(quality(bc, models, speed, device, qsteps, list(range(seeds))))
     result.update(environment(device))
     return result
 
@@ -135,7 +137,13 @@ def environment(device: torch.device) -> dict:
     if device.type == "cpu" and hasattr(os, "getloadavg"):
         env["load_average_1m"] = os.getloadavg()[0]
         env["cpu_threads"] = torch.get_num_threads()
+        env["cpu_threads_chosen_by"] = fastpath.cpu_threads()[1]  # OMP_NUM_THREADS, or how busy the cores were
     return env
+
+
+def _se(r: dict) -> str:
+    se = r.get("quality_ratio_se")
+    return f" +- {se:.3f} over {len(r['quality_seeds'])} seeds" if se is not None else ""
 
 
 def table(r: dict) -> str:
@@ -158,10 +166,13 @@ def table(r: dict) -> str:
                                     f"{r['state_handoff_s'] * 1000:.3f} ms = {r['state_handoff_share']:.3%} of a step "
                                     f"(+{r['state_fingerprint_s'] * 1000:.0f} ms once: the weights' fingerprint)"),
         ("quality ratio", ("n/a (reference loss did not drop)" if ratio is None else
-                           f"{ratio:.3f} ({'pass' if r['quality_pass'] else 'FAIL'}, >= {QUALITY_MIN} needed)")),
+                           f"{ratio:.3f}{_se(r)} ({'pass' if r['quality_pass'] else 'FAIL'}, >= {QUALITY_MIN} and "
+                           f"gradient cosine >= {GRAD_COSINE_MIN} needed; cosine {r['grad_cosine']:.4f})")),
     ]
     if "load_average_1m" in r:
         rows.append(("CPU time/step (all threads)", f"{r['cpu_s_per_step_median']:.3f} s"))
+        if "cpu_threads_chosen_by" in r:
+            rows.append(("CPU threads", f"{r['cpu_threads']} ({r['cpu_threads_chosen_by']})"))
         rows.append(("load average (1 min)", f"{r['load_average_1m']:.2f}"))
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)))
     width = max(len(k) for k, _ in rows)

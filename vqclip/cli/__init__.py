@@ -9,7 +9,7 @@ from . import (
     models,  # noqa: F401
     video,  # noqa: F401
 )
-from .common import app
+from .common import app, printable
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
         else:
             ctx = getattr(e, "ctx", None)
             hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
-            typer.echo(f"error: {e.format_message().rstrip('.')}{hint}", err=True)
+            typer.echo(f"error: {printable(e.format_message().rstrip('.'))}{hint}", err=True)
         code = e.exit_code
     except typer.Abort:
         code = 130

@@ -7,11 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..animate import run_animation
 from ..errors import UsageError
-from ..provenance import config_for
-from ..runner import VQGANFinder, prepare_resume, prepare_run
-from ..writer import Interrupted
 from . import options as o
 from .common import (
     CheckpointsDir,
@@ -30,7 +26,7 @@ from .progress import DownloadBar, StepBar
 from .watch import watching
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def animate(
     prompt: o.Prompt = None,
@@ -49,7 +45,8 @@ def animate(
     vqgan_ckpt: o.VqganCkpt = None,
     clip: o.Clip = None,
     size: o.Size = None,
-    steps: Annotated[Optional[int], typer.Option(help="Steps of the first frame.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help=f"Steps of the first frame (default {o.DEFAULTS.steps}).")] = None,
     seed: o.Seed = None,
     lr: o.Lr = None,
     cutn: o.Cutn = None,
@@ -85,6 +82,12 @@ def animate(
     elif prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from ..animate import run_animation
+    from ..provenance import config_for
+    from ..runner import VQGANFinder, prepare_resume, prepare_run
+    from ..writer import Interrupted
+
     with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:
@@ -101,6 +104,7 @@ def animate(
                 result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step),
                                        observers=observers)
             except Interrupted as e:
+                bar.close()
                 r = e.result
                 hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
                 typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)

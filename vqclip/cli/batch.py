@@ -7,13 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..batch import check_batch, default_batch_size, plan_jobs, run_batch
-from ..device import pick_device
-from ..jobs import read_jobs
-from ..outputs import check_writable
-from ..provenance import config_for
-from ..runner import VQGANFinder
-from ..shard import close_shard, init_shard, rank_device
 from . import options as o
 from .common import (
     CheckpointsDir,
@@ -31,7 +24,7 @@ from .progress import DownloadBar, StepBar
 from .watch import watching
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def batch(
     file: Annotated[Path, typer.Argument(help="Prompts: one per line ('#' comments, '## seed=3 steps=50' overrides), or .yaml/.jsonl jobs.")],
@@ -66,6 +59,14 @@ def batch(
     """Generate an image for every prompt in FILE; rerun the same command to resume. Prints each image's path."""
     set_offline(offline)
     options = o.config_options(locals())
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from ..batch import check_batch, default_batch_size, plan_jobs, run_batch
+    from ..device import pick_device
+    from ..jobs import read_jobs
+    from ..outputs import check_writable
+    from ..provenance import config_for
+    from ..runner import VQGANFinder
+    from ..shard import close_shard, init_shard, rank_device
     check_writable(out)
     base = config_for(None, preset, None, set_, options)
     base.seed = None  # seeds are per job (SEED+k), see plan_jobs

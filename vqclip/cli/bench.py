@@ -8,13 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from tqdm.auto import tqdm
 
-from ..bench import BenchOptions, run_bench, table
-from ..bench.report import load_results, markdown
 from ..choices import COMPILE_MODES
-from ..device import pick_device
-from ..outputs import write_durably
 from .common import Debug, app, command
 
 
@@ -36,6 +31,14 @@ def bench(
     debug: Debug = False,
 ):
     """Benchmark speed (s/step, images/hour, memory, TFLOP/s) with a quality guard beside each figure."""
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from tqdm.auto import tqdm
+
+    from ..bench import BenchOptions, run_bench, table
+    from ..bench.report import load_results, markdown
+    from ..device import pick_device
+    from ..outputs import write_durably
+
     if markdown_dir is not None:
         typer.echo(markdown(load_results(markdown_dir)))
         return

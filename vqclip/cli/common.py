@@ -19,9 +19,12 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="Text-to-image generation by VQGAN+CLIP optimisation.")
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")]
-Presets = Annotated[Optional[List[str]], typer.Option("--preset", help="Preset name from configs/ or a YAML file; repeatable.")]
-Sets = Annotated[Optional[List[str]], typer.Option("--set", help="Override any config key: --set optim.lr=0.05; repeatable.")]
-CheckpointsDir = Annotated[Optional[Path], typer.Option("--checkpoints-dir", help="Model files folder (env VQCLIP_CHECKPOINTS; default: checkpoints/).")]
+Presets = Annotated[Optional[List[str]], typer.Option(
+    "--preset", help="Preset name from configs/ or a YAML file; repeatable.")]
+Sets = Annotated[Optional[List[str]], typer.Option(
+    "--set", help="Override any config key: --set optim.lr=0.05; repeatable.")]
+CheckpointsDir = Annotated[Optional[Path], typer.Option(
+    "--checkpoints-dir", help="Model files folder (env VQCLIP_CHECKPOINTS; default: checkpoints/).")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never use the network (env VQCLIP_OFFLINE=1).")]
 Mirror = Annotated[Optional[str], typer.Option(
     "--mirror", help="Base URL tried first for model downloads, as <base>/<file name> (env VQCLIP_MIRROR).")]
@@ -55,11 +58,22 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def printable(text: str) -> str:
+    """Control and format characters (an ESC or a bidi override from a file name, say) escaped as \\x1b or
+    \\u202e: a message never sends them raw to the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+class _PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(" ".join(super().format(record).split("\n")))
+
+
 def setup_logging() -> None:
     log = logging.getLogger("vqclip")
     if not log.handlers:
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setFormatter(_PrintableFormatter("warning: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
         log.setLevel(logging.INFO)
@@ -70,7 +84,7 @@ def setup_logging() -> None:
 def fail(message: str, code: int) -> typer.Exit:
     # one line, always: some library messages (yaml, OmegaConf) carry their own line breaks
     message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 

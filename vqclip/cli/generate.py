@@ -5,9 +5,6 @@ from __future__ import annotations
 import typer
 
 from ..errors import UsageError
-from ..provenance import config_for
-from ..runner import VQGANFinder, prepare_resume, prepare_run, run_image
-from ..writer import Interrupted
 from . import options as o
 from .common import (
     CheckpointsDir,
@@ -26,7 +23,7 @@ from .progress import DownloadBar, StepBar
 from .watch import watching
 
 
-@app.command()
+@app.command(cls=o.SizeCommand)
 @command
 def generate(
     prompt: o.Prompt = None,
@@ -74,6 +71,11 @@ def generate(
              "--resume continues a run with its own prompt and settings; drop the prompt, --from and --preset")
     elif prompt is None and from_ is None and not image_prompt and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
+    # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast
+    from ..provenance import config_for
+    from ..runner import VQGANFinder, prepare_resume, prepare_run, run_image
+    from ..writer import Interrupted
+
     with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:
@@ -87,6 +89,7 @@ def generate(
             try:
                 result = run_image(run, on_step=bar.update, observers=observers)
             except Interrupted as e:
+                bar.close()
                 r = e.result
                 hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
                 typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import store
+from ..errors import UsageError
 from .common import CheckpointsDir, Debug, Mirror, Offline, app, command, set_offline
 from .progress import DownloadBar
 
@@ -43,6 +44,8 @@ def list_(checkpoints_dir: CheckpointsDir = None, debug: Debug = False):
 def download(
     name: Annotated[str, typer.Argument(help="VQGAN name from `models list`, or clip:NAME:TAG for open_clip weights.")],
     mirror: Mirror = None,
+    force: Annotated[bool, typer.Option("--force", help="Fetch the files again even if present, and lock the new "
+                                                        "ones once they load (after a bad first download).")] = False,
     checkpoints_dir: CheckpointsDir = None,
     offline: Offline = False,
     debug: Debug = False,
@@ -54,9 +57,23 @@ def download(
         typer.echo(str(store.download_clip(name[len("clip:"):], folder)))
         return
     with DownloadBar() as bar:
-        paths = store.download_vqgan(name, folder, mirror, on_progress=bar)
+        paths = store.download_vqgan(name, folder, mirror, on_progress=bar, force=force)
     for p in paths:
         typer.echo(str(p))
+
+
+@models_app.command()
+@command
+def verify(checkpoints_dir: CheckpointsDir = None, debug: Debug = False):
+    """Re-hash every model file the lock records (runs skip files whose size and mtime are unchanged)."""
+    base = store.checkpoints_dir(str(checkpoints_dir) if checkpoints_dir else None)
+    problems = store.verify_all(base)
+    for name, problem in problems:
+        typer.echo(f"{name}: {problem}")
+    if problems:
+        raise UsageError(f"{len(problems)} recorded model file(s) in {base} do not match the lock; fetch them again "
+                         f"with `vqclip models download NAME --force`, or delete them")
+    typer.echo(f"every file recorded in {base / 'vqclip.lock.json'} matches its SHA-256", err=True)
 
 
 @models_app.command()

@@ -24,11 +24,15 @@ class StepBar:
         if step.i % self.every == 0:
             self.bar.set_postfix(loss=f"{float(step.loss.mean()):.4f}", refresh=False)
 
+    def close(self) -> None:
+        """End the bar's line (a message printed next starts on its own line); closing twice is harmless."""
+        self.bar.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.bar.close()
+        self.close()
         return False
 
 

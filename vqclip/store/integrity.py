@@ -1,20 +1,26 @@
 """Trust on first use: the SHA-256 of each model file, recorded in `vqclip.lock.json` beside the checkpoints.
 
-A file is hashed when it is first downloaded (or first used, if it was put there by hand); later loads
-compare against that record. Re-hashing a 1 GB checkpoint on every run would cost seconds, so the record
-keeps size and mtime too: an unchanged stat skips the hash, a changed one forces it.
+A file is hashed when it is first downloaded (once it loads as a model) or first used, if it was put there by
+hand. What later loads check is a trade-off, stated here and in the README: re-hashing a 1 GB checkpoint on every
+run would cost seconds, so the record keeps size and mtime too, and a file whose size and mtime are unchanged
+is not hashed again. That catches a replaced, re-downloaded, truncated or rewritten file (each changes the
+stat), not bytes changed in place with the mtime put back; `vqclip models verify` (`verify_all`) re-hashes
+every recorded file for that. Each read-modify-write of the lock file runs under its file lock (vqclip.locks),
+so processes recording at once lose no entry.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import time
 from pathlib import Path
 from typing import Optional
 
-from .download import sha256_file
 from ..errors import CheckpointError
+from ..files import check_regular
+from ..locks import locked, write_atomic
+from .download import sha256_file
 
 LOCK_NAME = "vqclip.lock.json"
 
@@ -38,9 +44,13 @@ def read_lock(ckpt_dir: Path) -> dict:
         return {}
     try:
         data = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{p} is unreadable ({e}); fix it or delete it to trust the files again") from None
-    return data.get("files", {})
+        files = data.get("files", {})
+        if not (isinstance(files, dict) and all(isinstance(v, dict) for v in files.values())):
+            raise ValueError("its files are not a mapping of records")
+    except (OSError, ValueError, AttributeError, RecursionError) as e:
+        raise CheckpointError(f"{p} is unreadable ({str(e)[:80]}); fix it or delete it to trust the files again") \
+            from None
+    return files
 
 
 def recorded(path: Path, ckpt_dir: Path) -> Optional[dict]:
@@ -54,19 +64,17 @@ def record(path: Path, ckpt_dir: Path, sha256: str, source: Optional[str] = None
              "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if source:
         entry["source"] = source
-    files = read_lock(ckpt_dir)
-    files[_key(path, ckpt_dir)] = entry
     p = lock_path(ckpt_dir)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps({"version": 1, "files": dict(sorted(files.items()))}, indent=2) + "\n")
-    os.replace(tmp, p)
+    with locked(p):  # read, change one entry, write: another process's entry must survive
+        files = read_lock(ckpt_dir)
+        files[_key(path, ckpt_dir)] = entry
+        write_atomic(p, (json.dumps({"version": 1, "files": dict(sorted(files.items()))}, indent=2) + "\n").encode())
     return entry
 
 
 def verify(path: Path, ckpt_dir: Path, expected: Optional[str] = None, hint: str = "") -> str:
     """Check path against the registry's hash or the lock's; record it when neither knows it. Returns the hash."""
-    path = Path(path)
+    path = check_regular(path, "model file", "put the model's own file there", CheckpointError)
     entry = recorded(path, ckpt_dir)
     want = expected or (entry or {}).get("sha256")
     st = path.stat()
@@ -77,7 +85,7 @@ def verify(path: Path, ckpt_dir: Path, expected: Optional[str] = None, hint: str
     if want and digest != want:
         where = "the registry" if expected else f"{lock_path(ckpt_dir)} on {entry.get('recorded', '?')}"
         raise CheckpointError(f"{path} does not match the SHA-256 recorded in {where} (expected {want[:16]}..., "
-                              f"got {digest[:16]}...); it is not used: delete it{hint}")
+                              f"got {digest[:16]}...); it is not used{hint or ': delete it'}")
     record(path, ckpt_dir, digest, (entry or {}).get("source"))
     return digest
 
@@ -92,5 +100,24 @@ def cached_weights(ckpt_dir: Path, ckpt_sha256: str, kind: str = "vqgan") -> Opt
     path = cache_path(ckpt_dir, ckpt_sha256, kind)
     if not path.is_file() or recorded(path, ckpt_dir) is None:
         return None
-    verify(path, ckpt_dir, hint=" (it is only a cache: it is made again from the checkpoint)")
+    try:
+        verify(path, ckpt_dir, hint="; it is only a cache, so it is removed and made again from the checkpoint")
+    except CheckpointError as e:  # only a cache: drop it, and the checkpoint is used (and cached again)
+        logging.getLogger("vqclip").warning(str(e))
+        path.unlink(missing_ok=True)
+        return None
     return path
+
+
+def verify_all(ckpt_dir: Path) -> list[tuple[str, str]]:
+    """Re-hash every file the lock records, whatever its stat says: (name, problem) for each that does not match
+    (changed bytes, missing); an empty list when all do."""
+    problems = []
+    base = Path(ckpt_dir)
+    for key, entry in sorted(read_lock(base).items()):
+        path = Path(key) if Path(key).is_absolute() else base / key
+        if not path.is_file():
+            problems.append((key, "is missing"))
+        elif sha256_file(path) != entry.get("sha256"):
+            problems.append((key, f"does not match the SHA-256 recorded on {entry.get('recorded', '?')}"))
+    return problems

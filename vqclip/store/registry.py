@@ -120,7 +120,9 @@ class Located:
 
     @property
     def missing(self) -> list[Path]:
-        return [p for p in (self.config, self.ckpt) if not p.is_file()]
+        """Files not there at all; one that is there but is no regular file (a FIFO, /dev/zero) is refused when
+        it is read, with that reason."""
+        return [p for p in (self.config, self.ckpt) if not p.exists()]
 
     @property
     def locked(self) -> bool:
