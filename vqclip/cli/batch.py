@@ -21,6 +21,7 @@ from .common import (
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
+from .watch import watching
 
 
 @app.command(cls=o.SizeCommand)
@@ -45,6 +46,9 @@ def batch(
     fps: o.Fps = None,
     story_every: o.StoryEvery = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (under torchrun: each rank's GPU).")] = None,
+    preview: o.Preview = False,
+    preview_port: o.PreviewPort = 0,
+    preview_host: o.PreviewHost = o.PREVIEW_HOST,
     preset: Presets = None,
     set_: Sets = None,
     checkpoints_dir: CheckpointsDir = None,
@@ -74,10 +78,12 @@ def batch(
         dev = rank_device(pick_device(base.device), shard)
         size_b = batch_size or default_batch_size(dev, planned)
         check_batch(planned, Path(out), dev, size_b)
-        with StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar, \
+        with watching(preview, preview_host, preview_port + shard.rank if preview_port else 0, "batch",
+                      f"{file.name} ({len(planned)} prompts)", Path(out)) as observers, \
+                StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar, \
                 sigterm_as_interrupt():
             result = run_batch(planned, Path(out), dev, size_b, shard, on_step=_reset(bar),
-                               on_done=_report(Path(out)), sheet=sheet)
+                               on_done=_report(Path(out)), sheet=sheet, observers=observers)
     finally:
         close_shard(shard)
     done = sum(r["status"] == "done" for r in result.records)
