@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from vqclip import toy
 from vqclip.clip import load_clip
-from vqclip.vqgan import VQGANSpec, build_vqgan, load_vqgan
 from vqclip.ops import nearest_codes
+from vqclip.vqgan import VQGANSpec, build_vqgan, load_vqgan
 
 # text width 32 and fp16 storage keep the 49408-row token embedding (the BPE vocabulary) at 3.2 MB
 CLIP_CFG = {

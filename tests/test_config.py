@@ -29,7 +29,8 @@ def test_recorded_yaml_round_trips():
     (["optim.lr=-1"], "optim.lr must be positive"),
     (["cutouts.cutn=0"], "cutouts.cutn must be positive"),
     (["device=tpu"], "device"),
-    (["speed.compile_mode=fastest"], "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'"),
+    (["speed.compile_mode=fastest"],
+     "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'"),
 ])
 def test_bad_overrides_name_the_key(sets, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):

@@ -143,8 +143,8 @@ def test_every_imported_distribution_is_declared():
     for module, extra in optional.items():
         assert module.lower() in names(project["optional-dependencies"][extra]), f"{module} not in [{extra}]"
         declared.add(module.lower())
-    dist_of = {"yaml": "pyyaml", "PIL": "pillow", "open_clip": "open_clip_torch", "taming": "taming-transformers-rom1504",
-               "imageio_ffmpeg": "imageio-ffmpeg"}
+    dist_of = {"yaml": "pyyaml", "PIL": "pillow", "open_clip": "open_clip_torch",
+               "taming": "taming-transformers-rom1504", "imageio_ffmpeg": "imageio-ffmpeg"}
     std = set(sys.stdlib_module_names)
     used = set()
     for path in _modules().values():

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from .config import AnimationConfig
-from .validate import check_motion
 from .errors import ConfigError
 from .images import load_image
 from .memory import oom_advice
@@ -29,6 +28,7 @@ from .optimize import Guide, LoopState, Step, optimize, random_latent
 from .outputs import slugify
 from .prompts import PromptLoss
 from .runner import Run, make_guides
+from .validate import check_motion
 from .writer import Layout, ResumeAt, RunResult, RunWriter, write_steps
 
 __all__ = ["Motion", "animate", "frame_guides", "run_animation", "warp"]

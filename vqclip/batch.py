@@ -35,8 +35,8 @@ import torch
 
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
-from .gallery import Gallery
 from .fast_config import apply_plain
+from .gallery import Gallery
 from .inflight import InFlight, in_flight
 from .jobs import Job
 from .manifest import (
