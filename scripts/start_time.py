@@ -77,7 +77,8 @@ def main() -> None:
     args = ap.parse_args()
     clip_file = write_models(args.dir)
     out = args.dir / "outputs"
-    cmd = [sys.executable, "-m", "vqclip", "generate", "a lighthouse", "--vqgan", VQGAN, "--clip", f"{CLIP}:{clip_file}",
+    cmd = [sys.executable, "-m", "vqclip", "generate", "a lighthouse", "--vqgan", VQGAN,
+           "--clip", f"{CLIP}:{clip_file}",
            "--size", "128", "128", "--cutn", "8", "--steps", "2", "--save-every", "0", "--out", str(out),
            "--checkpoints-dir", str(args.dir / "checkpoints"), "--offline", "--set", f"speed.threads={args.threads}"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -5,6 +5,9 @@ import torch
 from tiny import write_clip, write_vqgan
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach for the network
+# the CPU's default precision follows AMX (see _one_cpu_path); CLI runs in child processes inherit this cap, so they
+# take the same fp32 path as the tests' own process and a run resumed in another process matches it pixel for pixel
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
 # tiny models gain nothing from threads, and two busy processes on 2 cores slow each other ~50x
 torch.set_num_threads(1)
 

@@ -17,6 +17,7 @@ import torch
 import yaml
 from PIL import Image, PngImagePlugin
 from tiny import write_vqgan
+from tmpfs import mount_tmpfs
 from typer.testing import CliRunner
 
 from vqclip import vqgan
@@ -365,18 +366,9 @@ def test_disk_full_during_a_save_leaves_no_partial_file(tiny_args, tmp_path, mon
     assert [p for p in (tmp_path / "out").rglob("*") if not p.is_dir()] == []
 
 
-def _mount_tmpfs(path, size):
-    path.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
-                       capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-
-
 def test_disk_full_on_a_real_tiny_filesystem(tiny_args, tmp_path):
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "64k")
+    mount_tmpfs(disk, "64k")
     try:
         filler = disk / "filler"
         with open(filler, "wb", buffering=0) as f:  # fill it up, leaving no room for an image

@@ -309,7 +309,7 @@ def test_cuda_graphs_smoke_bench_matches_the_eager_fast_path():
     eager, _ = _loop(SpeedConfig(), device, steps=4)
     compiled, _ = _loop(graphs, device, steps=4)
     assert counters["inductor"]["cudagraph_skips"] == 0, "torch skipped CUDA graphs (run with TORCH_LOGS=cudagraphs)"
-    for (loss_e, image_e, _), (loss_c, image_c, _) in zip(eager, compiled):
+    for (loss_e, _image_e, _), (loss_c, image_c, _) in zip(eager, compiled):
         assert torch.isfinite(loss_c).all() and torch.isfinite(image_c).all()
         torch.testing.assert_close(loss_c, loss_e, atol=0.1, rtol=0.1)
     torch.testing.assert_close(compiled[0][0], eager[0][0], atol=2e-2, rtol=2e-2)

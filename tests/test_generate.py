@@ -140,10 +140,10 @@ def test_bad_input_is_one_line_and_no_traceback(tiny_args, args, code, fragment)
 
 def test_straight_through_gradient_reaches_z_through_decoder_and_clip(tiny_models):
     from vqclip.clip import load_clip
-    from vqclip.vqgan import load_vqgan
     from vqclip.optimize import Guide, LoopSettings, score, synth
-    from vqclip.runner import embed_prompts
     from vqclip.prompts import parse_prompts
+    from vqclip.runner import embed_prompts
+    from vqclip.vqgan import load_vqgan
 
     vqgan = load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"])
     clip = load_clip(tiny_models["clip"])

@@ -149,7 +149,7 @@ def test_generate_stopped_by_sigint_resumes_to_the_same_pixels(tiny_models, tmp_
     assert not list(folder.glob("state*"))  # a finished run keeps no state
 
 
-@pytest.mark.slow  # ~15 s of CPU; the in-process representative is test_batch.py's Ctrl-C resume test
+# ~15 s of CPU, kept in the default run: issue 18's promise is a real SIGINT for generate, batch and animate
 def test_batch_of_two_stopped_by_sigint_resumes_each_image_to_the_same_pixels(tiny_models, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle  ## seed=11\na blue square  ## seed=22\n")
@@ -175,7 +175,7 @@ def test_batch_of_two_stopped_by_sigint_resumes_each_image_to_the_same_pixels(ti
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(r["folder"] for r in reference)  # no -2
 
 
-@pytest.mark.slow  # ~10 s of CPU; the in-process representative is in test_animate.py
+# ~10 s of CPU, in the default run for the same reason
 def test_animation_stopped_by_sigint_resumes_from_its_last_frame(tiny_models, tmp_path):
     run = ["animate", "a red circle^a blue square", "--frames", "40", "--steps", "2", "--steps-per-frame", "1",
            "--zoom", "1.05", "--blend", "2", "--seed", "3", "--save-frames", "--name", "anim"]

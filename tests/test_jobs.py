@@ -59,12 +59,18 @@ def test_hostile_job_files_are_one_line_errors_naming_file_and_line(case, name, 
     assert fragment in message and "\n" not in message, message
 
 
+# the child's own peak RSS: VmHWM starts afresh at exec, while ru_maxrss keeps the forking parent's RSS (pytest's,
+# over 1 GB once models are loaded), a floor that would hide what the child itself used
+PEAK_KB = ("def peak_kb():\n    with open('/proc/self/status') as f:\n"
+           "        return int(next(line for line in f if line.startswith('VmHWM')).split()[1])\n")
+
+
 def test_an_alias_bomb_through_the_cli_uses_no_memory_and_exits_2(tmp_path):
     (tmp_path / "jobs.yaml").write_text(BOMB)
-    code = ("import resource, sys; from vqclip.cli import main; sys.argv = ['vqclip', 'batch', sys.argv[1], "
+    code = (PEAK_KB + "import sys; from vqclip.cli import main; sys.argv = ['vqclip', 'batch', sys.argv[1], "
             "'--preset', 'toy', '--out', sys.argv[2]]\n"
             "try:\n    main()\nexcept SystemExit as e:\n"
-            "    print(e.code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stdout)")
+            "    print(e.code, peak_kb(), file=sys.stdout)")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "jobs.yaml"), str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=120, env=env)

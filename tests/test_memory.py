@@ -115,7 +115,9 @@ def folder(name, **text):
     return f"local-dir:{d}:random"  # shapes only: no weights needed
 
 def rss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # the peak since exec (VmHWM): ru_maxrss would start at the forking parent's RSS and could hide any growth
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM")).split()[1]) * 1024
 
 small, big = folder("small"), folder("big", context_length=16384)  # a causal mask of 16384^2 floats: 1 GiB
 spec = VQGANSpec(dict(TINY_DDCONFIG), 64, 32)

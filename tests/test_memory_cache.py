@@ -14,8 +14,9 @@ TINY = read_vqgan_yaml(ARCHITECTURES / "vqgan_tiny.yaml")
 
 @pytest.fixture()
 def counted(monkeypatch):
-    """How often the estimate runs the models on the meta device."""
+    """How often the estimate runs the models on the meta device (with a checkpoints folder to keep the cache in)."""
     register_clip_architectures(ARCHITECTURES)
+    memory_cache.cache_file().parent.parent.mkdir()
     calls = {"vqgan": 0, "clip": 0}
     decoder, clip = memory._decoder_activation_bytes, memory._clip_bytes_per_cutout
 
@@ -62,6 +63,12 @@ def test_an_unwritable_cache_costs_only_time(counted, monkeypatch, tmp_path):
     blocked.write_text("")
     monkeypatch.setenv("VQCLIP_CHECKPOINTS", str(blocked / "ckpts"))  # under a file: nothing can be made there
     assert _estimate() == _estimate() and counted == {"vqgan": 2, "clip": 2}
+
+
+def test_no_checkpoints_folder_is_made_for_the_cache(counted):
+    memory_cache.cache_file().parent.parent.rmdir()
+    assert _estimate() == _estimate() and counted == {"vqgan": 2, "clip": 2}
+    assert not memory_cache.cache_file().parent.parent.exists()
 
 
 def test_entries_are_keyed_by_the_torch_version(counted, monkeypatch):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tmpfs import mount_tmpfs
 from typer.testing import CliRunner
 
 from vqclip.cli import app
@@ -53,20 +54,11 @@ def test_a_file_that_appears_while_writing_is_not_replaced(tmp_path):
     assert target.read_bytes() == b"new"
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
-                       capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-
-
 def test_a_full_disk_while_encoding_is_one_line_and_no_ffmpeg_noise(tmp_path):
     """In a real process: ffmpeg writes to the terminal's file descriptor, which CliRunner cannot see."""
     frames = _frames(tmp_path / "frames", n=40, size=128)
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "256k")
+    mount_tmpfs(disk, "256k")
     try:
         filler = disk / "filler"
         with open(filler, "wb", buffering=0) as f:

@@ -132,8 +132,17 @@ def test_every_imported_distribution_is_declared():
     """Each third-party package the code imports is a dependency in pyproject (yaml -> PyYAML etc.)."""
     import tomllib
 
-    deps = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]["dependencies"]
-    declared = {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in deps}
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+
+    def names(deps):
+        return {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in deps}
+
+    declared = names(project["dependencies"])
+    # imported only when asked for (vqclip.notebook), and declared in the extra that asks for it
+    optional = {"IPython": "notebook"}
+    for module, extra in optional.items():
+        assert module.lower() in names(project["optional-dependencies"][extra]), f"{module} not in [{extra}]"
+        declared.add(module.lower())
     dist_of = {"yaml": "pyyaml", "PIL": "pillow", "open_clip": "open_clip_torch",
                "taming": "taming-transformers-rom1504", "imageio_ffmpeg": "imageio-ffmpeg"}
     std = set(sys.stdlib_module_names)

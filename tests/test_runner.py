@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fileserver import FileServer
 from typer.testing import CliRunner
 
-from fileserver import FileServer
 from vqclip.cli import app
 from vqclip.config import resolve
 from vqclip.errors import ConfigError, OutOfMemory

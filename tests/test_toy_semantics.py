@@ -69,6 +69,8 @@ def test_judge_fails_with_untrained_models(tmp_path):
     shutil.copy(TOY / "clip" / "open_clip_config.json", clip_dir)
     cfg = json.loads((clip_dir / "open_clip_config.json").read_text())
     model = open_clip.model.CLIP(**cfg["model_cfg"])
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(clip_dir / "open_clip_model.safetensors"))
-    hits, n = _colour_hits(tmp_path / "out", "--vqgan", str(tmp_path / "random.yaml"), "--clip", f"local-dir:{clip_dir}")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(clip_dir / "open_clip_model.safetensors"))
+    hits, n = _colour_hits(tmp_path / "out", "--vqgan", str(tmp_path / "random.yaml"),
+                           "--clip", f"local-dir:{clip_dir}")
     assert hits / n <= 0.5, f"untrained models got the colour in {hits}/{n}: the judge cannot tell"

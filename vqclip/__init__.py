@@ -24,7 +24,7 @@ _API = {
     "prepare_run": "runner", "prepare_resume": "runner", "Run": "runner", "ModelCache": "runner",
     "Step": "optimize", "RunResult": "writer", "Interrupted": "writer",
     "to_pil": "images", "load_image": "images",
-    "VQClipError": "errors",
+    "VQClipError": "errors", "NotebookDisplay": "notebook",
 }
 
 __all__ = ["__version__", *_API]

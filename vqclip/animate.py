@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .images import load_image
 from .inits import INITS
 from .memory import oom_advice
+from .observe import Observer
 from .optimize import Guide, LoopState, Step, optimize
 from .outputs import slugify
 from .prompts import PromptLoss
@@ -126,8 +127,8 @@ def animate(run: Run) -> Iterator[Step]:
         yield Step(k, last.image, last.loss, final=k == a.frames - 1, extras=used, state=state)
 
 
-def run_animation(run: Run, save_frames: Optional[bool] = None,
-                  on_frame: Optional[Callable[[Step], None]] = None) -> RunResult:
+def run_animation(run: Run, save_frames: Optional[bool] = None, on_frame: Optional[Callable[[Step], None]] = None,
+                  observers: Sequence[Observer] = ()) -> RunResult:
     """Stream the frames into <out>/<name>/animation.mp4 (and .gif), the last frame to final.png.
 
     Every PNG records the config (animation settings and schedule included), so `vqclip animate --from` any of
@@ -142,4 +143,4 @@ def run_animation(run: Run, save_frames: Optional[bool] = None,
                        state_meta=lambda: run.state_meta(kind="animation", save_frames=save_frames),
                        at=ResumeAt.of(saved) if saved is not None else None)
     with oom_advice(run.work):  # the same advice as a still's run gives
-        return write_steps(animate(run), [writer], on_frame)[0]
+        return write_steps(animate(run), [writer], on_frame, observers=observers)[0]

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 
 from . import runner
 from .config import Config
 from .images import to_pil
+from .observe import Observer
 from .optimize import Step
 from .runner import ModelCache, Models
 from .writer import RunResult
@@ -72,11 +73,13 @@ def image(cfg: Config, models: Cache = None, device: Optional[torch.device] = No
 
 
 def run(cfg: Config, models: Cache = None, device: Optional[torch.device] = None,
-        on_step: Optional[Callable[[Step], None]] = None, progress: bool = False) -> RunResult:
-    """Generate one image for cfg and write its outputs like `vqclip generate`; returns where they went."""
+        on_step: Optional[Callable[[Step], None]] = None, progress: bool = False,
+        observers: Sequence[Observer] = ()) -> RunResult:
+    """Generate one image for cfg and write its outputs like `vqclip generate`; returns where they went.
+    `observers` (vqclip.observe.Observer: the preview page, vqclip.NotebookDisplay, your own) watch it."""
     prepared = runner.prepare_run(cfg, device=device, models=models)
     if not progress:
-        return runner.run_image(prepared, on_step)
+        return runner.run_image(prepared, on_step, observers)
     bar = ProgressBar(cfg.steps)
 
     def show(step: Step) -> None:
@@ -85,7 +88,7 @@ def run(cfg: Config, models: Cache = None, device: Optional[torch.device] = None
             on_step(step)
 
     try:
-        return runner.run_image(prepared, show)
+        return runner.run_image(prepared, show, observers)
     finally:
         bar.close()
 
@@ -111,6 +114,7 @@ class Generator:
         """The final image for cfg as a PIL image (see vqclip.image)."""
         return image(cfg, self.models, self.device, progress)
 
-    def run(self, cfg: Config, on_step: Optional[Callable[[Step], None]] = None, progress: bool = False) -> RunResult:
+    def run(self, cfg: Config, on_step: Optional[Callable[[Step], None]] = None, progress: bool = False,
+            observers: Sequence[Observer] = ()) -> RunResult:
         """One image for cfg with its files written (see vqclip.run)."""
-        return run(cfg, self.models, self.device, on_step, progress)
+        return run(cfg, self.models, self.device, on_step, progress, observers)

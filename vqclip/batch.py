@@ -15,7 +15,10 @@
   Multi-node: run on every node, with `--out` on a shared filesystem,
   `torchrun --nnodes 2 --node_rank K --nproc_per_node 8 --master_addr HOST0 --master_port 29500 \\
        -m vqclip batch prompts.txt --out /shared/run`.
+- The gallery (vqclip.gallery, index.html) is rewritten as images finish; observers (--preview) watch each group.
 """
+# size: one loop carries resume, jobs in flight, ranks, the gallery and observers; the manifest's helpers
+# (manifest_path ... _record) are the part to move out once the manifest work in flight has landed
 
 from __future__ import annotations
 
@@ -26,13 +29,14 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .config import Config, resolve, to_yaml
 from .errors import ConfigError, UsageError
 from .fast_config import apply_plain
+from .gallery import Gallery
 from .inflight import InFlight, in_flight
 from .jobs import Job
 from .manifest import (
@@ -43,6 +47,7 @@ from .manifest import (
     read_manifest,
 )
 from .memory import SUGGEST_SHARE, Workload, available_bytes
+from .observe import Observer
 from .optimize import Step
 from .outputs import append_jsonl, check_writable
 from .plan import Plan
@@ -169,17 +174,20 @@ def check_batch(planned: list[Planned], out: Path, device: torch.device, batch_s
 
 def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard = Shard(),
               on_step: Optional[Callable[[Step], None]] = None, on_done: Optional[Callable[[dict], None]] = None,
-              sheet: bool = True, models: Optional[ModelCache] = None) -> BatchResult:
-    """Run this rank's unfinished jobs in groups of batch_size; rank 0 merges manifests and draws the sheet."""
+              sheet: bool = True, models: Optional[ModelCache] = None,
+              observers: Sequence[Observer] = ()) -> BatchResult:
+    """Run this rank's unfinished jobs in groups of batch_size, watched by `observers` (--preview); rank 0 keeps the
+    gallery (index.html) current as images finish, merges manifests and draws the sheet."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with claimed(out, shard):  # a second batch on this folder is refused while this one runs
-        return _run_batch(planned, out, device, batch_size, shard, on_step, on_done, sheet, models)
+        return _run_batch(planned, out, device, batch_size, shard, on_step, on_done, sheet, models, observers)
 
 
 def _run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard,
                on_step: Optional[Callable[[Step], None]], on_done: Optional[Callable[[dict], None]], sheet: bool,
-               models: Optional[ModelCache]) -> BatchResult:
+               models: Optional[ModelCache], observers: Sequence[Observer]) -> BatchResult:
+    earlier = read_manifest(out)
     done = finished_ids(out, note=shard.rank == 0)
     shard.barrier()  # every rank has read the manifest before any rank appends to it
     todo = [p for p in planned if p.job.id not in done]
@@ -190,15 +198,21 @@ def _run_batch(planned: list[Planned], out: Path, device: torch.device, batch_si
     starts = {job_id: f.step for job_id, f in flights.items()}
     groups = sorted(make_groups(mine, batch_size, starts), key=lambda g: _model_key(g[0]))
     models = models or ModelCache()
+    gallery = Gallery(out, earlier, active=shard.rank == 0)
+    for o in observers:
+        o.expect(sum(g[0].cfg.steps + 1 - starts.get(g[0].job.id, 0) for g in groups))  # a group starts together
     try:
         for group in groups:
-            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights):
+            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights,
+                                     observers):
                 result.records.append(record)
+                gallery.add(record)
                 if on_done is not None:
                     on_done(record)
     except BatchInterrupted as e:
         result.records += e.records
         result.interrupted = True
+        gallery.flush(read_manifest(out))
         return result  # no barrier: the other ranks are being interrupted too
     shard.barrier()  # all ranks are done
     if shard.rank == 0:
@@ -206,6 +220,7 @@ def _run_batch(planned: list[Planned], out: Path, device: torch.device, batch_si
             result.manifest = merge_manifests(out)
         if sheet:
             result.sheet = contact_sheet(out, read_manifest(out))
+        gallery.flush(read_manifest(out))  # every rank's images, and the contact sheet's link
     return result
 
 
@@ -214,7 +229,8 @@ def job_folder(p: Planned) -> str:
 
 
 def _run_group(group: list[Planned], models: ModelCache, device: torch.device, out: Path, manifest: Path, rank: int,
-               on_step: Optional[Callable[[Step], None]], flights: dict[str, InFlight]) -> list[dict]:
+               on_step: Optional[Callable[[Step], None]], flights: dict[str, InFlight],
+               observers: Sequence[Observer] = ()) -> list[dict]:
     """Optimise a group's images together (continuing those in flight); save and record each one; Ctrl-C saves
     them as interrupted, with their states."""
     first = group[0]
@@ -235,7 +251,7 @@ def _run_group(group: list[Planned], models: ModelCache, device: torch.device, o
     starts = [f.saved.loop for f in flying if f is not None and f.saved is not None]
     steps = run.steps([p.plan.prompts for p in group], [p.cfg.seed for p in group], starts or None)
     try:
-        write_steps(steps, writers, on_step, on_finish=record)
+        write_steps(steps, writers, on_step, on_finish=record, observers=observers)
     except Interrupted:
         raise BatchInterrupted(records) from None
     return records
@@ -247,6 +263,7 @@ def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> 
               "seed": p.cfg.seed, "status": "done" if r.status == "complete" else r.status,
               "image": _rel(r.image, manifest.parent), "folder": _rel(r.folder, manifest.parent),
               "videos": [_rel(v, manifest.parent) for v in r.videos], "step": r.step, "steps": p.cfg.steps,
+              "size": [p.cfg.width, p.cfg.height],
               "loss": r.loss, "seconds": round(r.seconds, 3), "batch": batch, "rank": rank,
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if r.resumed:

@@ -5,7 +5,8 @@ ViT-B/32 that measured 1.4 + 2.3 CPU seconds (a loaded machine), more than loadi
 measured depends only on the architecture, the size and the fast path's switches, so it is kept by those (and
 torch's and vqclip's versions) in `<checkpoints>/cache/memory-estimates.json`. The file is only a cache: an
 entry that is not a list of non-negative integers of the expected length is measured again, and a file that
-cannot be read or written changes nothing but the time.
+cannot be read or written changes nothing but the time. No checkpoints folder is made for it: without one (a run
+on model files given by path, say) nothing is kept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from .errors import OutputError
+from .locks import locked, temp_name
 from .store.registry import checkpoints_dir
 from .version import __version__
 
@@ -50,13 +53,20 @@ def cached(kind: str, key: list, n: int, measure: Callable[[], list[int]]) -> li
     if _valid(entries.get(name), n):
         return entries[name]
     value = [int(v) for v in measure()]
-    entries = {k: v for k, v in list(entries.items())[-(_MAX_ENTRIES - 1):]}
-    entries[name] = value
+    if not path.parent.parent.is_dir():
+        return value
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entries))
-        os.replace(tmp, path)
-    except OSError:  # a read-only checkpoints dir: measure every time, as before
+        path.parent.mkdir(exist_ok=True)
+        with locked(path, timeout=10):  # another process may have added entries since the read: keep them
+            entries = _read(path)
+            entries = {k: v for k, v in list(entries.items())[-(_MAX_ENTRIES - 1):]}
+            entries[name] = value
+            tmp = temp_name(path)
+            try:
+                tmp.write_text(json.dumps(entries))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (OSError, OutputError):  # a read-only checkpoints dir, or a lock held too long: measure next time too
         pass
     return value

@@ -29,6 +29,7 @@ from .errors import ConfigError
 from .images import load_image
 from .inits import INITS
 from .memory import Workload, check_memory, oom_advice
+from .observe import Observer
 from .optimize import Guide, LoopSettings, LoopState, Step, optimize
 from .outputs import check_writable
 from .plan import Plan, check
@@ -262,16 +263,18 @@ def generate(cfg: Config, models: Optional[Models | ModelCache] = None,
     yield from prepare_run(cfg, device=device, models=models, outputs=False).steps()
 
 
-def run_image(run: Run, on_step: Optional[Callable[[Step], None]] = None) -> RunResult:
-    """Step a prepared run of one image into its folder: frames, final.png and the video (see vqclip.writer)."""
+def run_image(run: Run, on_step: Optional[Callable[[Step], None]] = None,
+              observers: Sequence[Observer] = ()) -> RunResult:
+    """Step a prepared run of one image into its folder: frames, final.png and the video (see vqclip.writer);
+    `observers` watch it (a preview page, vqclip.notebook.NotebookDisplay)."""
     from .provenance import run_name
 
     writer = RunWriter(run.cfg, run.plan, Path(run.cfg.output.dir), run_name(run.cfg), Layout.still(run.cfg),
                        state_meta=run.state_meta, at=ResumeAt.of(run.resume) if run.resume else None)
-    return write_steps(run.steps(), [writer], on_step)[0]
+    return write_steps(run.steps(), [writer], on_step, observers=observers)[0]
 
 
 def run(cfg: Config, models: Optional[Models | ModelCache] = None, device: Optional[torch.device] = None,
-        on_step: Optional[Callable[[Step], None]] = None) -> RunResult:
+        on_step: Optional[Callable[[Step], None]] = None, observers: Sequence[Observer] = ()) -> RunResult:
     """The Python API: generate one image for cfg and write its outputs; returns where they went."""
-    return run_image(prepare_run(cfg, device=device, models=models), on_step)
+    return run_image(prepare_run(cfg, device=device, models=models), on_step, observers)

@@ -4,7 +4,8 @@ A `RunWriter` owns one image's folder. It is shown every Step of the loop (`add`
 (a frame every N steps, the video's frames), and ends with `finish` (complete or interrupted: the current image is
 saved either way) or `abort` (an error: the unfinished video is dropped and a folder left empty is removed).
 `write_steps` drives B writers over one loop; its interrupt and abort rules are the only ones in vqclip:
-Ctrl-C (or SIGTERM turned into it) saves every image as interrupted, then raises `Interrupted`.
+Ctrl-C (or SIGTERM turned into it) saves every image as interrupted, then raises `Interrupted`. It also tells the
+run's observers (vqclip.observe: the preview page, a notebook) what it keeps, at the layout's frame cadence.
 
 An interrupted image also gets its state (vqclip.state), and with `output.save_state` every saved frame does, so
 a writer given `at=ResumeAt(...)` continues the run in its own folder: frames past the resume point are dropped
@@ -25,7 +26,8 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .config import Config
+from .config import Config, OutputConfig
+from .observe import Observer
 from .optimize import Step
 from .outputs import VideoWriter, save_png, unique_dir
 from .provenance import describe_device, metadata
@@ -74,6 +76,12 @@ class Layout:
     final_is_frame: bool = False  # an animation's last frame is a frame too (a still's final Step is not)
     extra: tuple[tuple[str, str], ...] = ()  # metadata every PNG of the run carries besides its provenance
     state_every: int = 0  # also save the run's state every N steps (frames); an interrupt always saves it
+
+    @property
+    def watch_every(self) -> int:
+        """Steps between the images observers are shown: the frame cadence, or, for a run that keeps no frames,
+        the default save_every's."""
+        return self.frame_every or self.video_every or OutputConfig.save_every
 
     @classmethod
     def still(cls, cfg: Config) -> "Layout":
@@ -187,6 +195,11 @@ class RunWriter:
         if self.video is not None and step.i % self.layout.video_every == 0:
             self.video.add(image)
 
+    def watched(self, step: Step) -> bool:
+        """Whether observers are shown this Step's image (see Layout.watch_every); a still's final image comes with
+        finish instead."""
+        return (self.layout.final_is_frame or not step.final) and step.i % self.layout.watch_every == 0
+
     def finish(self, status: str = "complete") -> RunResult:
         """Save the last image as final.png (complete or interrupted), finish the video; what was made."""
         last, image, loss, state = self.last, None, None, None
@@ -236,7 +249,8 @@ def _drop_frames_from(folder: Path, pattern: str, start: int) -> None:
 
 
 def write_steps(steps: Iterable[Step], writers: Sequence[RunWriter], on_step: Optional[Callable[[Step], None]] = None,
-                on_finish: Optional[Callable[[RunWriter, RunResult], None]] = None) -> list[RunResult]:
+                on_finish: Optional[Callable[[RunWriter, RunResult], None]] = None,
+                observers: Sequence[Observer] = ()) -> list[RunResult]:
     """Run the loop into the writers (writer b keeps image b); returns their results in order.
 
     Ctrl-C saves every image as interrupted and raises Interrupted with the results; any other error aborts them.
@@ -247,18 +261,31 @@ def write_steps(steps: Iterable[Step], writers: Sequence[RunWriter], on_step: Op
             results.append(w.finish(status))
             if on_finish is not None:
                 on_finish(w, results[-1])
+            for o in observers:
+                o.finish(w, results[-1])
+        for o in observers:
+            o.end(status)
         return results
 
+    for o in observers:
+        o.begin(writers)
     try:
         for step in steps:
             if on_step is not None:
                 on_step(step)
+            for o in observers:
+                o.step(step)
             for w in writers:
                 w.add(step)
+                if observers and w.watched(step):
+                    for o in observers:
+                        o.frame(w, step)
     except KeyboardInterrupt:
         raise Interrupted(finish("interrupted")) from None
     except BaseException:
         for w in writers:
             w.abort()
+        for o in observers:
+            o.end("error")
         raise
     return finish("complete")

@@ -19,8 +19,8 @@ import torch
 from .. import fastpath
 from ..config import SpeedConfig
 from ..errors import ConfigError
-from ..runner import prepare_run, settings
 from ..resume import state_meta
+from ..runner import prepare_run, settings
 from ..validate import validate_speed
 from ..version import __version__
 from .measure import StepTimer, _sync, count_flops, peak_memory, percentile, state_write_seconds

@@ -23,6 +23,7 @@ from .common import (
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
+from .watch import watching
 
 
 @app.command(cls=o.SizeCommand)
@@ -56,6 +57,9 @@ def animate(
     fps: o.Fps = None,
     gif: o.Gif = None,
     device: o.Device = None,
+    preview: o.Preview = False,
+    preview_port: o.PreviewPort = 0,
+    preview_host: o.PreviewHost = o.PREVIEW_HOST,
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
@@ -87,22 +91,26 @@ def animate(
     with DownloadBar() as download_bar:  # the story counts frames; a missing VQGAN is fetched on first use
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:
-            run = prepare_resume(resume, options, set_ or (), animation=True, finder=finder)
+            run = prepare_resume(resume, options, set_ or (), animation=True, finder=finder, load=False)
         else:
             cfg = config_for(prompt, preset, from_, set_, options, command="animate")
-            run = prepare_run(cfg, unit="frame", finder=finder)
+            run = prepare_run(cfg, unit="frame", finder=finder, load=False)
     start = run.resume.step if run.resume is not None else 0
-    with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, sigterm_as_interrupt():
-        try:
-            result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step))
-        except Interrupted as e:
-            bar.close()
-            r = e.result
-            hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
-            typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)
-            for path in e.result.videos:
-                typer.echo(str(path))
-            raise typer.Exit(130) from None
+    with watching(preview, preview_host, preview_port, "animate", run.cfg.prompt or "") as observers:
+        run.load()  # once --preview holds its port (a taken one fails before the slow part), before the bar
+        with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, \
+                sigterm_as_interrupt():
+            try:
+                result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step),
+                                       observers=observers)
+            except Interrupted as e:
+                bar.close()
+                r = e.result
+                hint = f"; continue it with vqclip animate --resume {r.folder}" if r.state else ""
+                typer.echo(f"interrupted at frame {r.step}; saved what was made in {r.folder}{hint}", err=True)
+                for path in e.result.videos:
+                    typer.echo(str(path))
+                raise typer.Exit(130) from None
     typer.echo(f"done in {result.seconds:.1f}s; folder {result.folder}", err=True)
     for path in result.videos:
         typer.echo(str(path))

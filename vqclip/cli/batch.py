@@ -21,21 +21,33 @@ from .common import (
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
+from .watch import watching
 
 
 @app.command(cls=o.SizeCommand)
 @command
 def batch(
-    file: Annotated[Path, typer.Argument(help="Prompts: one per line ('#' comments, '## seed=3 steps=50' overrides), or .yaml/.jsonl jobs.")],
-    out: Annotated[str, typer.Option(help="Output folder: one subfolder per prompt, manifest.jsonl, contact_sheet.png.")] = "outputs/batch",
-    batch_size: Annotated[Optional[int], typer.Option(help="Images optimised together (default: 1 on CPU, by free memory on CUDA).")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Prompts: one per line ('#' comments, '## seed=3 steps=50' overrides), or .yaml/.jsonl jobs."
+        ),
+    ],
+    out: Annotated[
+        str, typer.Option(help="Output folder: one subfolder per prompt, manifest.jsonl, contact_sheet.png.")
+    ] = "outputs/batch",
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Images optimised together (default: 1 on CPU, by free memory on CUDA).")
+    ] = None,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help="Write a contact sheet of the results.")] = True,
     vqgan: o.Vqgan = None,
     vqgan_ckpt: o.VqganCkpt = None,
     clip: o.Clip = None,
     size: o.Size = None,
     steps: o.Steps = None,
-    seed: Annotated[Optional[int], typer.Option(help="Job k without its own seed gets SEED+k (default: drawn).")] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Job k without its own seed gets SEED+k (default: drawn).")
+    ] = None,
     lr: o.Lr = None,
     cutn: o.Cutn = None,
     save_every: o.SaveEvery = None,
@@ -44,7 +56,12 @@ def batch(
     gif: o.Gif = None,
     fps: o.Fps = None,
     story_every: o.StoryEvery = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (under torchrun: each rank's GPU).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="auto, cpu, cuda or mps (under torchrun: each rank's GPU).")
+    ] = None,
+    preview: o.Preview = False,
+    preview_port: o.PreviewPort = 0,
+    preview_host: o.PreviewHost = o.PREVIEW_HOST,
     preset: Presets = None,
     set_: Sets = None,
     checkpoints_dir: CheckpointsDir = None,
@@ -63,6 +80,7 @@ def batch(
     from ..provenance import config_for
     from ..runner import VQGANFinder
     from ..shard import close_shard, init_shard, rank_device
+
     check_writable(out)
     base = config_for(None, preset, None, set_, options)
     base.seed = None  # seeds are per job (SEED+k), see plan_jobs
@@ -74,10 +92,29 @@ def batch(
         dev = rank_device(pick_device(base.device), shard)
         size_b = batch_size or default_batch_size(dev, planned)
         check_batch(planned, Path(out), dev, size_b)
-        with StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar, \
-                sigterm_as_interrupt():
-            result = run_batch(planned, Path(out), dev, size_b, shard, on_step=_reset(bar),
-                               on_done=_report(Path(out)), sheet=sheet)
+        with (
+            watching(
+                preview,
+                preview_host,
+                preview_port + shard.rank if preview_port else 0,
+                "batch",
+                f"{file.name} ({len(planned)} prompts)",
+                Path(out),
+            ) as observers,
+            StepBar(base.steps, desc=f"batch r{shard.rank}" if shard.world > 1 else "batch") as bar,
+            sigterm_as_interrupt(),
+        ):
+            result = run_batch(
+                planned,
+                Path(out),
+                dev,
+                size_b,
+                shard,
+                on_step=_reset(bar),
+                on_done=_report(Path(out)),
+                sheet=sheet,
+                observers=observers,
+            )
     finally:
         close_shard(shard)
     done = sum(r["status"] == "done" for r in result.records)

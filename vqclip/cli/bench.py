@@ -16,18 +16,32 @@ from .common import Debug, app, command
 @app.command()
 @command
 def bench(
-    config: Annotated[Optional[str], typer.Option(
-        help="S, S8, M, M2, L, CPU or toy (default: S on CUDA, CPU otherwise).")] = None,
+    config: Annotated[
+        Optional[str], typer.Option(help="S, S8, M, M2, L, CPU or toy (default: S on CUDA, CPU otherwise).")
+    ] = None,
     steps: Annotated[Optional[int], typer.Option(help="Timed steps (after warm-up).")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
     reference: Annotated[bool, typer.Option("--reference", help="Time the fp32 eager reference path.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the decoder and CLIP.")] = False,
-    compile_mode: Annotated[Optional[str], typer.Option(
-        help=f"torch.compile mode: {', '.join(COMPILE_MODES)} (reduce-overhead: CUDA graphs); implies --compile.")] = None,
-    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny models: checks that everything runs, in seconds.")] = False,
+    compile_mode: Annotated[
+        Optional[str],
+        typer.Option(
+            help=f"torch.compile mode: {', '.join(COMPILE_MODES)} (reduce-overhead: CUDA graphs); implies --compile."
+        ),
+    ] = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="Tiny models: checks that everything runs, in seconds.")
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    markdown_dir: Annotated[Optional[Path], typer.Option("--markdown", help=(
-        "Run nothing: print BENCHMARKS.md tables (targets met or not) from this folder's JSON files."))] = None,
+    markdown_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--markdown",
+            help=("Run nothing: print BENCHMARKS.md tables (targets met or not) from this folder's JSON files."),
+        ),
+    ] = None,
     debug: Debug = False,
 ):
     """Benchmark speed (s/step, images/hour, memory, TFLOP/s) with a quality guard beside each figure."""
@@ -43,9 +57,16 @@ def bench(
         typer.echo(markdown(load_results(markdown_dir)))
         return
     dev = pick_device(device)
-    options = BenchOptions(config=config, steps=steps, reference=reference, compile=compile_ or compile_mode is not None,
-                           compile_mode=compile_mode or "default", smoke=smoke)
+    options = BenchOptions(
+        config=config,
+        steps=steps,
+        reference=reference,
+        compile=compile_ or compile_mode is not None,
+        compile_mode=compile_mode or "default",
+        smoke=smoke,
+    )
     with tqdm(desc="bench", unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+
         def on_step(i: int, total: int) -> None:
             bar.total = total
             bar.update(1)

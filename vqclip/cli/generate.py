@@ -20,6 +20,7 @@ from .common import (
     sigterm_as_interrupt,
 )
 from .progress import DownloadBar, StepBar
+from .watch import watching
 
 
 @app.command(cls=o.SizeCommand)
@@ -50,6 +51,9 @@ def generate(
     gif: o.Gif = None,
     fps: o.Fps = None,
     device: o.Device = None,
+    preview: o.Preview = False,
+    preview_port: o.PreviewPort = 0,
+    preview_host: o.PreviewHost = o.PREVIEW_HOST,
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
@@ -75,21 +79,23 @@ def generate(
     with DownloadBar() as download_bar:  # a missing registry VQGAN is fetched on first use, unless offline
         finder = VQGANFinder(mirror=mirror, on_progress=download_bar)
         if resume is not None:
-            run = prepare_resume(resume, options, set_ or (), finder=finder)
+            run = prepare_resume(resume, options, set_ or (), finder=finder, load=False)
         else:
-            run = prepare_run(config_for(prompt, preset, from_, set_, options), finder=finder)
+            run = prepare_run(config_for(prompt, preset, from_, set_, options), finder=finder, load=False)
     start = run.resume.step if run.resume is not None else 0
-    with StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
-        try:
-            result = run_image(run, on_step=bar.update)
-        except Interrupted as e:
-            bar.close()
-            r = e.result
-            hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
-            typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)
-            if r.image is not None:
-                typer.echo(str(r.image))
-            raise typer.Exit(130) from None
+    with watching(preview, preview_host, preview_port, "generate", run.cfg.prompt or "") as observers:
+        run.load()  # once --preview holds its port (a taken one fails before the slow part), before the bar
+        with StepBar(run.cfg.steps, initial=start) as bar, sigterm_as_interrupt():
+            try:
+                result = run_image(run, on_step=bar.update, observers=observers)
+            except Interrupted as e:
+                bar.close()
+                r = e.result
+                hint = f"; continue it with vqclip generate --resume {r.folder}" if r.state else ""
+                typer.echo(f"interrupted at step {r.step}; saved what was made in {r.folder}{hint}", err=True)
+                if r.image is not None:
+                    typer.echo(str(r.image))
+                raise typer.Exit(130) from None
     for path in result.videos:
         typer.echo(f"video: {path}", err=True)
     typer.echo(f"done in {result.seconds:.1f}s, loss {result.loss:.4f}; folder {result.folder}", err=True)

@@ -66,6 +66,14 @@ Resume = Annotated[Optional[Path], typer.Option(
     "--resume", help="Continue the interrupted run saved in this folder, in it, with its own settings "
                      "(only --device may change).")]
 
+# --preview: a local web page of the run as it forms (vqclip.preview); not config keys, since they change nothing made
+Preview = Annotated[bool, typer.Option("--preview/--no-preview",
+                                       help="Watch the images form on a local web page; its URL is printed.")]
+PreviewPort = Annotated[int, typer.Option(min=0, max=65535, help="The preview page's port (0: any free one).")]
+PreviewHost = Annotated[str, typer.Option(
+    help="Address the preview page listens on; anything but 127.0.0.1 shows the run to other machines.")]
+PREVIEW_HOST = "127.0.0.1"
+
 # animate: a story counts frames there, not steps
 StoryEveryFrames = Annotated[Optional[int], typer.Option(
     "--story-every", help='Story mode: "a^b^c" switches prompt every N frames (default: the frames split evenly).')]
