@@ -72,3 +72,12 @@ def test_eval_on_the_bundled_toy_models_reads_the_prompted_colour():
     figures, _ = run_eval(EvalOptions(captions=captions, seeds=(0,), control=False),
                           device=torch.device("cpu"))
     assert figures["trained"]["colour_accuracy"] == 1.0, figures["trained"]["per_image"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (TOY / "vqgan_toy.ckpt").is_file(), reason="toy checkpoints not present")
+def test_full_toy_eval_reads_the_colour_and_untrained_models_do_not():
+    """BENCHMARKS.md's toy evaluation, 12 captions x 5 seeds, trained and untrained (~20 CPU minutes)."""
+    figures, _ = run_eval(EvalOptions(seeds=range(5)), device=torch.device("cpu"))
+    assert figures["trained"]["colour_accuracy"] >= 0.95, figures["trained"]["colour_accuracy"]
+    assert figures["untrained"]["colour_accuracy"] <= 0.5, figures["untrained"]["colour_accuracy"]
