@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip import toy
+from vqclip import judge
 from vqclip.cli import app
 from vqclip.clip import Perceptor
 from vqclip.outputs import read_png_metadata
@@ -133,8 +133,8 @@ def test_toy_animation_turns_from_red_to_blue(tmp_path):
     assert result.exit_code == 0, result.output
     (folder,) = tmp_path.iterdir()
     frames = frames_of(folder)
-    assert toy.dominant_colour(pixels(frames[0])) == "red"
-    assert toy.dominant_colour(pixels(frames[-1])) == "blue"
+    assert judge.colour_of(pixels(frames[0])) == "red"
+    assert judge.colour_of(pixels(frames[-1])) == "blue"
 
 
 def test_animation_runs_on_the_devices_fast_path(tiny_models, tmp_path, monkeypatch):

@@ -55,9 +55,27 @@ def test_shipped_presets_load():
 
 def test_variant_tables_carry_exactly_the_names_config_offers():
     """config validates names without importing the loop; the loop's tables must match those names."""
-    from vqclip.choices import AUGMENT_NAMES, OPTIMIZER_NAMES
-    from vqclip.cutouts import AUGMENTS
+    from vqclip import choices
+    from vqclip.cutouts import AUGMENTS, CUTOUT_METHODS
+    from vqclip.inits import INITS
+    from vqclip.losses import LOSSES
     from vqclip.optimize import OPTIMIZERS
+    from vqclip.schedules import SCHEDULES
 
-    assert set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
-    assert set(AUGMENTS) == set(AUGMENT_NAMES)
+    assert set(OPTIMIZERS) == set(choices.OPTIMIZER_NAMES)
+    assert set(AUGMENTS) == set(choices.AUGMENT_NAMES)
+    assert set(CUTOUT_METHODS) == set(choices.CUTOUT_METHOD_NAMES)
+    assert set(INITS) == set(choices.INIT_NAMES)
+    assert set(SCHEDULES) == set(choices.SCHEDULE_NAMES)
+    assert set(LOSSES) == set(choices.LOSS_NAMES)
+
+
+QUALITY_PRESETS = ("draft", "normal", "better", "best", "pixray")
+
+
+@pytest.mark.parametrize("name", QUALITY_PRESETS)
+def test_quality_presets_change_only_the_loop(name):
+    """A quality preset combines with a model preset: after `toy`, the models and size stay toy's."""
+    toy, both = resolve(["toy"]), resolve(["toy", name])
+    assert (both.model, both.width, both.height) == (toy.model, toy.width, toy.height)
+    assert both != toy, f"{name} changes nothing"

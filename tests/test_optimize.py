@@ -52,3 +52,26 @@ def test_a_batchs_images_continue_apart_or_together(tiny_models, cache):
     assert all(same(a, b) for a, b in zip(again, whole[3:], strict=True))
     with pytest.raises(ValueError, match="same step"):
         LoopState.stack([parts[0], whole[3].state.image(1)])
+
+
+# every quality control that keeps or draws something as the run goes: the EMA's average travels in the state,
+# the schedules are functions of the step, the rest draw from the generators the state carries
+CONTROLS = {
+    "ema": {"optim.ema": 0.9},
+    "schedules": {"optim.schedule": "cosine", "init_schedule": "linear", "init_weight": 0.3},
+    "losses": {"losses.tv": 0.5, "losses.saturation": 0.5},
+    "noise prompts": {"noise_prompt_seeds": [7], "noise_prompt_weights": [0.5]},
+    "overview cutouts, new augmentations": {"cutouts.method": "overview",
+                                            "cutouts.augments": ["perspective", "erasing", "jitter"]},
+    "perlin init": {"init": "perlin"},
+}
+
+
+@pytest.mark.parametrize("controls", CONTROLS.values(), ids=list(CONTROLS))
+def test_continuing_with_a_quality_control_repeats_the_run(controls, tiny_models, cache):
+    run = run_for(tiny_models, cache, **controls)
+    whole = list(run.steps())
+    assert (whole[3].state.ema is not None) == ("optim.ema" in controls)
+    again = list(run.steps(starts=[whole[2].state]))
+    assert all(same(a, b) for a, b in zip(again, whole[3:], strict=True))
+    assert torch.equal(again[-1].extras["z"], whole[-1].extras["z"])

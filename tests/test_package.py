@@ -108,7 +108,7 @@ def test_public_api_is_lazy_listed_and_versioned():
 
 def test_cli_help_imports_no_torch():
     """`vqclip --help` and each command's --help stay light: the library loads when a command runs."""
-    commands = [[], ["generate"], ["batch"], ["animate"], ["bench"], ["video"], ["models", "list"], ["score"]]
+    commands = [[], ["generate"], ["batch"], ["animate"], ["bench"], ["eval"], ["video"], ["models", "list"], ["score"]]
     code = ("import sys; from typer.testing import CliRunner; from vqclip.cli import app; "
             f"codes = [CliRunner().invoke(app, [*c, '--help']).exit_code for c in {commands!r}]; "
             "print(codes, [m for m in ('torch', 'open_clip', 'numpy', 'vqclip.runner') if m in sys.modules])")

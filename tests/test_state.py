@@ -94,6 +94,13 @@ def _short_generator(folder):
     write_state(folder, saved.loop, saved.meta)
 
 
+def _short_ema(folder):
+    """A consistent state whose average of z (optim.ema) is not shaped like z."""
+    saved = read_state(folder)
+    saved.loop.ema = saved.loop.z[..., :1].clone()
+    write_state(folder, saved.loop, saved.meta)
+
+
 def _sidecar(change):
     def damage(folder):
         meta = json.loads((folder / SIDECAR).read_text())
@@ -112,6 +119,7 @@ DAMAGE = {
     "sidecar lacks a key": (_sidecar(lambda m: m.pop("step")), "no valid 'step'"),
     "another format": (_sidecar(lambda m: m.update(format="vqclip-state/9")), "not a vqclip vqclip-state/1"),
     "a short generator state": (_short_generator, "a random generator state of 16 bytes"),
+    "an ema of another shape": (_short_ema, "an average of z"),
     "config edited": (_sidecar(lambda m: m.update(config=m["config"].replace("steps: 6", "steps: 9"))),
                       "was edited after the state was saved"),
 }
@@ -210,3 +218,16 @@ def test_a_run_resumed_twice_records_both_resumes_and_still_matches(stopped, tin
     whole = run_image(prepare_run(config(tiny_models, tmp_path / "whole")))
     assert resumed.resumed == [3, 4] and np.array_equal(pixels(resumed.image), pixels(whole.image))
     assert sorted(p.name for p in (stopped / "frames").iterdir()) == [f"step_{i:05d}.png" for i in range(6)]
+
+
+def test_an_ema_run_resumes_from_its_files_to_the_same_pixels(tiny_models, tmp_path):
+    """optim.ema's average of z is part of the state: saved beside z, checked, and restored on resume."""
+    ema = {"optim.ema": 0.9}
+    with pytest.raises(Interrupted):
+        run_image(prepare_run(config(tiny_models, tmp_path / "a", **ema)), on_step=stop_at(3))
+    folder = tmp_path / "a" / "run"
+    saved = read_state(folder).loop
+    assert saved.ema is not None and saved.ema.shape == saved.z.shape
+    resumed = run_image(prepare_resume(folder))
+    whole = run_image(prepare_run(config(tiny_models, tmp_path / "b", **ema)))
+    assert np.array_equal(pixels(resumed.image), pixels(whole.image))

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from vqclip import toy
+from vqclip import judge
 from vqclip.cli import app
 from vqclip.store import bundled_dir
 
@@ -31,7 +31,7 @@ def _generate(prompt, seed, out, *model_args):
 
 
 def _colour_hits(out, *model_args):
-    hits = [toy.dominant_colour(_generate(p, s, out, *model_args)) == p.split()[1] for p in PROMPTS for s in SEEDS]
+    hits = [judge.colour_of(_generate(p, s, out, *model_args)) == p.split()[1] for p in PROMPTS for s in SEEDS]
     return sum(hits), len(hits)
 
 

@@ -34,7 +34,7 @@ NUMBERS = [
     ("seed-huge", ["generate", "x", "{T}", "--set", "seed=99999999999999999999"], "seed must be between 0 and"),
     ("steps-inf", ["generate", "x", "{T}", "--set", "steps=1e400"], "bad value for steps"),
     ("group-given-a-number", ["generate", "x", "{T}", "--set", "optim=3"],
-     "optim is a group of keys (optim.name, optim.lr, optim.weight_decay); set one of them"),
+     "optim is a group of keys (optim.name, optim.lr, optim.weight_decay, optim.schedule, optim.ema); set one of them"),
     ("group-given-text", ["generate", "x", "{T}", "--set", "model=x"], "model is a group of keys"),
     ("zoom-huge", ["animate", "x", "{T}", "--zoom", "1e308"], "zoom must be between 0.01 and 100"),
     ("rotate-huge", ["animate", "x", "{T}", "--rotate", "1e300"], "rotate must be within +-360 degrees"),

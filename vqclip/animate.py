@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from .config import AnimationConfig
 from .errors import ConfigError
 from .images import load_image
+from .inits import INITS
 from .memory import oom_advice
 from .observe import Observer
-from .optimize import Guide, LoopState, Step, optimize, random_latent
+from .optimize import Guide, LoopState, Step, optimize
 from .outputs import slugify
 from .prompts import PromptLoss
 from .runner import Run, make_guides
@@ -112,7 +113,7 @@ def animate(run: Run) -> Iterator[Step]:
     elif cfg.init_image:
         z = models.vqgan.encode(load_image(cfg.init_image, (plan.width, plan.height)).to(device) * 2 - 1)
     else:
-        z = random_latent(models.vqgan, plan.height, plan.width, generators)
+        z = INITS[cfg.init](models.vqgan, plan.height, plan.width, generators)
     first = run.settings  # the device's fast path, as generate runs
     later = dataclasses.replace(first, steps=a.steps_per_frame)
     for k in range(start.step if start is not None else 0, a.frames):

@@ -4,6 +4,7 @@ Resolution order (later wins): dataclass defaults <- presets <- a PNG's recorded
 <- explicit options <- `--set key=value` overrides. OmegaConf checks every key and type against the schema.
 """
 
+# size: the schema is one commented field per config key (~130 lines) next to the merge that checks them
 from __future__ import annotations
 
 import os
@@ -33,6 +34,8 @@ class OptimConfig:
     name: str = "adam"  # see vqclip.optimize.OPTIMIZERS
     lr: float = 0.1
     weight_decay: float = 0.0
+    schedule: str = "constant"  # the lr over the run: see vqclip.schedules.SCHEDULES (drop75 is pixray's)
+    ema: float = 0.0  # the final image is decoded from an average of z with this decay (0: off; pytti 0.99)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class CutoutConfig:
     cutn: int = 32  # augmented crops scored by CLIP per step
     cut_pow: float = 1.0  # >1 favours small crops (detail), <1 large ones (composition)
     augments: List[str] = field(default_factory=lambda: ["flip", "affine", "noise"])
+    method: str = "crops"  # crops, overview (a quarter show the whole image) or pooled: vqclip.cutouts.CUTOUT_METHODS
 
 
 @dataclass
@@ -93,7 +97,13 @@ class Config:
     prompt: str = ""  # "text:weight:stop|text2:weight" (see vqclip.prompts)
     image_prompts: List[str] = field(default_factory=list)  # "path[:weight]"
     init_image: Optional[str] = None  # starting image, encoded through the VQGAN encoder
+    init: str = "tokens"  # how z starts without an init image: see vqclip.inits.INITS
     init_weight: float = 0.0  # pull towards the initial latent
+    init_schedule: str = "constant"  # the pull over the run, e.g. linear: decays to 0 (vqclip.schedules)
+    # nerdyrodent's noise prompts: a random target embedding per seed, with the weight beside it (negative: away)
+    noise_prompt_seeds: List[int] = field(default_factory=list)
+    noise_prompt_weights: List[float] = field(default_factory=list)
+    losses: Dict[str, float] = field(default_factory=dict)  # image losses by name -> weight: tv, saturation
     width: int = 256
     height: int = 256
     steps: int = 300

@@ -88,6 +88,48 @@ def _gray(crops: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return crops * (1 - pick) + crops.mean(dim=1, keepdim=True) * pick
 
 
+def _perspective(crops: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A random perspective tilt of each crop: x, y -> (x, y) / (1 + a x + b y) with a, b in +-0.25."""
+    n, _, h, w = crops.shape
+    ab = (torch.rand(n, 2, 1, 1, generator=g, device=crops.device) * 2 - 1) * 0.25
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=crops.device),
+                            torch.linspace(-1, 1, w, device=crops.device), indexing="ij")
+    denom = 1 + ab[:, 0] * xs + ab[:, 1] * ys
+    grid = torch.stack([xs / denom, ys / denom], -1).to(crops.dtype)
+    return F.grid_sample(crops, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+
+
+def _erasing(crops: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Half the crops get a random rectangle (10-40% of the area, as kornia's RandomErasing) set to their mean."""
+    n, _, h, w = crops.shape
+    u = torch.rand(5, n, generator=g, device=crops.device)
+    area = 0.1 + 0.3 * u[0]
+    aspect = torch.exp((u[1] * 2 - 1) * math.log(3))  # height / width between 1/3 and 3
+    eh, ew = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    y0, x0 = u[2] * (1 - eh), u[3] * (1 - ew)
+    ys = (torch.arange(h, device=crops.device) + 0.5) / h
+    xs = (torch.arange(w, device=crops.device) + 0.5) / w
+    inside = ((ys.view(1, h, 1) >= y0.view(n, 1, 1)) & (ys.view(1, h, 1) < (y0 + eh).view(n, 1, 1))
+              & (xs.view(1, 1, w) >= x0.view(n, 1, 1)) & (xs.view(1, 1, w) < (x0 + ew).view(n, 1, 1)))
+    erase = (inside & (u[4] < 0.5).view(n, 1, 1)).unsqueeze(1).to(crops.dtype)
+    return crops * (1 - erase) + crops.mean(dim=(2, 3), keepdim=True) * erase
+
+
+def _jitter(crops: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Hue turned by up to +-0.1 of the colour circle and saturation scaled by 0.9-1.1, per crop (nerdyrodent's
+    ColorJitter(hue=0.1, saturation=0.1)); the hue turns about the grey axis of RGB, so grey stays grey."""
+    n = crops.shape[0]
+    u = torch.rand(2, n, generator=g, device=crops.device) * 2 - 1
+    angle = u[0] * 0.1 * 2 * math.pi
+    cos, sin = angle.cos().view(n, 1, 1), angle.sin().view(n, 1, 1)
+    k = torch.full((3, 3), 1 / 3, device=crops.device, dtype=crops.dtype)  # projection onto the grey axis
+    cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], device=crops.device, dtype=crops.dtype) / math.sqrt(3)
+    rotation = k + cos * (torch.eye(3, device=crops.device) - k) + sin * cross  # Rodrigues' formula, [n, 3, 3]
+    turned = torch.einsum("nij,njhw->nihw", rotation.to(crops.dtype), crops)
+    grey = turned.mean(dim=1, keepdim=True)
+    return grey + (turned - grey) * (1 + 0.1 * u[1]).view(n, 1, 1, 1)
+
+
 # name -> (kind, fn): geometric ones compose crop matrices, pixel ones transform the crops
 AUGMENTS: dict[str, tuple[str, Callable]] = {
     "flip": ("geometric", _flip),
@@ -95,13 +137,45 @@ AUGMENTS: dict[str, tuple[str, Callable]] = {
     "noise": ("pixel", _noise),
     "color": ("pixel", _color),
     "gray": ("pixel", _gray),
+    "perspective": ("pixel", _perspective),
+    "erasing": ("pixel", _erasing),
+    "jitter": ("pixel", _jitter),
+}
+
+
+def _pooled(images: torch.Tensor, cut_size: int) -> torch.Tensor:
+    """nerdyrodent's cutout: the whole image, the mean of an adaptive average pool and max pool to cut_size."""
+    size = (cut_size, cut_size)
+    return (F.adaptive_avg_pool2d(images, size) + F.adaptive_max_pool2d(images, size)) / 2
+
+
+OVERVIEW_SHARE = 0.25  # pytti's dango cutouts mix whole-image views with crops; a quarter here
+
+
+def _with_overviews(boxes: torch.Tensor) -> torch.Tensor:
+    """The first quarter of the crops (at least one) show the whole image; the rest stay random crops."""
+    boxes = boxes.clone()
+    boxes[:max(1, int(len(boxes) * OVERVIEW_SHARE))] = _eye(1, boxes.device)
+    return boxes
+
+
+def _whole(boxes: torch.Tensor) -> torch.Tensor:
+    return _eye(len(boxes), boxes.device)
+
+
+# name -> (what the crops are taken from, what becomes of the random crop boxes); one shared signature
+CUTOUT_METHODS: dict[str, tuple[Callable, Callable]] = {
+    "crops": (lambda images, cut_size: images, lambda boxes: boxes),
+    "overview": (lambda images, cut_size: images, _with_overviews),
+    "pooled": (_pooled, _whole),
 }
 
 
 def crop_matrices(cutn: int, cut_size: int, cut_pow: float, height: int, width: int, augments: Sequence[str],
-                  g: torch.Generator, device) -> torch.Tensor:
+                  g: torch.Generator, device, method: str = "crops") -> torch.Tensor:
     """[cutn, 2, 3] affine matrices for one image (crop box composed with its geometric augmentations)."""
-    m = _crop_boxes(cutn, cut_size, cut_pow, height, width, g, device)
+    # the random boxes are drawn for every method, so each method's augmentations use the same random numbers
+    m = CUTOUT_METHODS[method][1](_crop_boxes(cutn, cut_size, cut_pow, height, width, g, device))
     for name in augments:
         kind, fn = AUGMENTS[name]
         if kind == "geometric":
@@ -129,13 +203,16 @@ def apply_crops(images: torch.Tensor, theta: torch.Tensor, cut_size: int) -> tor
 
 
 def make_cutouts(images: torch.Tensor, cut_size: int, cutn: int, cut_pow: float, augments: Sequence[str],
-                 generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """[B, C, H, W] -> [B*cutn, C, cut_size, cut_size]; image b's crops are drawn from generators[b]."""
+                 generators: Sequence[torch.Generator], method: str = "crops") -> torch.Tensor:
+    """[B, C, H, W] -> [B*cutn, C, cut_size, cut_size]; image b's crops are drawn from generators[b].
+
+    `method` names a CUTOUT_METHODS entry: random crops, crops with whole-image overviews, or pooled images.
+    """
     b, _, h, w = images.shape
     assert len(generators) == b, "one generator per image"
-    theta = torch.stack([crop_matrices(cutn, cut_size, cut_pow, h, w, augments, g, images.device)
+    theta = torch.stack([crop_matrices(cutn, cut_size, cut_pow, h, w, augments, g, images.device, method)
                          for g in generators])
-    crops = apply_crops(images, theta, cut_size)
+    crops = apply_crops(CUTOUT_METHODS[method][0](images, cut_size), theta, cut_size)
     pixel = [AUGMENTS[name][1] for name in augments if AUGMENTS[name][0] == "pixel"]
     if not pixel:
         return crops

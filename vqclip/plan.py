@@ -49,6 +49,7 @@ class Plan:
     story: list[tuple[int, list[Prompt]]] = field(default_factory=list)  # later prompts by start step (frame)
     schedule: list[tuple[int, str]] = field(default_factory=list)  # every segment's (start, prompt text)
     unit: str = "step"  # what the schedule counts: optimisation steps, or animation frames
+    noise_prompts: list[tuple[int, float]] = field(default_factory=list)  # (seed, weight) of random targets
 
     @property
     def vqgan_name(self) -> str:
@@ -98,7 +99,8 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
     ckpt_dir = cfg.model.checkpoints_dir
     clips = [_once(memo, ("clip", c, ckpt_dir), lambda c=c: check_clip(resolve_clip(c), ckpt_dir))
              for c in cfg.model.clip]
-    return Plan(files, spec, clips, prompts, images, width, height, story, schedule, unit)
+    noise = list(zip(cfg.noise_prompt_seeds, cfg.noise_prompt_weights))
+    return Plan(files, spec, clips, prompts, images, width, height, story, schedule, unit, noise)
 
 
 def _check_blend(cfg: Config, schedule: list[tuple[int, str]]) -> None:

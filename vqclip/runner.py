@@ -27,9 +27,10 @@ from .config import Config, with_seed
 from .device import pick_device
 from .errors import ConfigError
 from .images import load_image
+from .inits import INITS
 from .memory import Workload, check_memory, oom_advice
 from .observe import Observer
-from .optimize import Guide, LoopSettings, LoopState, Step, optimize, random_latent
+from .optimize import Guide, LoopSettings, LoopState, Step, optimize
 from .outputs import check_writable
 from .plan import Plan, check
 from .prompts import Prompt, PromptLoss
@@ -107,8 +108,9 @@ class VQGANFinder:
 
 
 def embed_prompts(perceptor: Perceptor, prompts: Sequence[Prompt],
-                  image_prompts: Sequence[tuple[Path, float]] = ()) -> list[PromptLoss]:
-    """Text and image prompts -> PromptLoss modules on the perceptor's device."""
+                  image_prompts: Sequence[tuple[Path, float]] = (),
+                  noise_prompts: Sequence[tuple[int, float]] = ()) -> list[PromptLoss]:
+    """Text, image and noise prompts -> PromptLoss modules on the perceptor's device."""
     losses = []
     for p in prompts:
         n = perceptor.count_tokens(p.text)
@@ -122,6 +124,11 @@ def embed_prompts(perceptor: Perceptor, prompts: Sequence[Prompt],
         with torch.no_grad():  # the image and its mirror: a little robustness for one extra forward
             embed = perceptor.encode_image(torch.cat([image, image.flip(3)])).float().mean(0)
         losses.append(PromptLoss(embed, weight))
+    if noise_prompts:
+        dim = perceptor.encode_text([""]).shape[-1]
+        for seed, weight in noise_prompts:  # a random direction in embedding space, drawn from its seed on the CPU
+            embed = torch.randn(dim, generator=torch.Generator().manual_seed(seed))
+            losses.append(PromptLoss(embed.to(perceptor.mean.device), weight))
     return losses
 
 
@@ -130,12 +137,15 @@ def settings(cfg: Config, device: Optional[torch.device] = None) -> LoopSettings
     fast = fastpath.resolve(cfg.speed, device, cfg.width, cfg.height) if device is not None else fastpath.REFERENCE
     return LoopSettings(fast=fast, steps=cfg.steps, lr=cfg.optim.lr, optimizer=cfg.optim.name,
                         weight_decay=cfg.optim.weight_decay, cutn=cfg.cutouts.cutn, cut_pow=cfg.cutouts.cut_pow,
-                        augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight)
+                        augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight,
+                        init_schedule=cfg.init_schedule, schedule=cfg.optim.schedule, ema=cfg.optim.ema,
+                        losses=dict(cfg.losses), cutout_method=cfg.cutouts.method)
 
 
 def make_guides(plan: Plan, models: Models, prompts: Sequence[Sequence[Prompt]]) -> list[Guide]:
     """One Guide per CLIP model, scoring image b against prompts[b] and the plan's image prompts."""
-    return [Guide(p, [embed_prompts(p, ps, plan.image_prompts) for ps in prompts]) for p in models.perceptors]
+    return [Guide(p, [embed_prompts(p, ps, plan.image_prompts, plan.noise_prompts) for ps in prompts])
+            for p in models.perceptors]
 
 
 def plan_run(cfg: Config, unit: str = "step", need_prompt: bool = True,
@@ -209,7 +219,7 @@ def _loop(run: Run, prompts: Sequence[Sequence[Prompt]], seeds: Sequence[int],
         image = load_image(run.cfg.init_image, (plan.width, plan.height)).to(device)
         z = models.vqgan.encode(image * 2 - 1).expand(len(seeds), -1, -1, -1).contiguous()
     else:
-        z = random_latent(models.vqgan, plan.height, plan.width, generators)
+        z = INITS[run.cfg.init](models.vqgan, plan.height, plan.width, generators)
     yield from optimize(models.vqgan, guides, z, run.settings, generators, schedule=schedule, start=start)
 
 

@@ -1,11 +1,12 @@
 """A run's saved state on disk, so `--resume` continues an interrupted run exactly where it stopped.
 
 A run folder holds at most one state, its latest: `state-NNNNN-<hash>.safetensors` (the loop's tensors: the
-latent, z_orig, the optimiser's moments, every generator's state; see `optimize.LoopState`) and `state.json`, its
-sidecar (the run's config, size, models, device, step and the tensors file's SHA-256). The tensors file is written
-first and the sidecar renamed over the old one last, so a kill at any moment leaves the old state or the new one,
-never a mix. Never pickle: safetensors holds tensors only. Nothing read is trusted before it is checked: hashes,
-names, dtypes, shapes and finite values here (`read_state`), and whether it is the resuming run's in vqclip.resume.
+latent, z_orig, the optimiser's moments, optim.ema's average, every generator's state; see `optimize.LoopState`)
+and `state.json`, its sidecar (the run's config, size, models, device, step and the tensors file's SHA-256). The
+tensors file is written first and the sidecar renamed over the old one last, so a kill at any moment leaves the old
+state or the new one, never a mix. Never pickle: safetensors holds tensors only. Nothing read is trusted before it
+is checked: hashes, names, dtypes, shapes and finite values here (`read_state`), and whether it is the resuming run's
+in vqclip.resume.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def write_state(folder: Path, state: LoopState, meta: dict) -> Path:
     """Write one image's state into its run folder atomically (tensors first, the sidecar last); its path."""
     folder = Path(folder)
     tensors = {"z": state.z, "z_orig": state.z_orig, **{f"optim.{k}": v for k, v in state.optim.items()},
-               **{f"generator.{i}": g for i, g in enumerate(state.generators)}}
+               **{f"generator.{i}": g for i, g in enumerate(state.generators)},
+               **({"ema": state.ema} if state.ema is not None else {})}
     # copies: safetensors refuses tensors that share memory (an animation's z is its z_orig)
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     config_sha = _sha(meta["config"].encode())
@@ -195,12 +197,16 @@ def _loop_state(tensors: dict, step: int, damaged) -> LoopState:
     generators = []
     while f"generator.{len(generators)}" in tensors:
         generators.append(tensors[f"generator.{len(generators)}"])
-    expected = {"z", "z_orig", *(f"optim.{k}" for k in optim), *(f"generator.{i}" for i in range(len(generators)))}
+    ema = tensors.get("ema")  # optim.ema's average: like z
+    if ema is not None and (ema.dtype != z.dtype or ema.shape != z.shape):
+        raise damaged("an average of z (ema) of another shape or type than the latent")
+    expected = {"z", "z_orig", *(f"optim.{k}" for k in optim), *(f"generator.{i}" for i in range(len(generators))),
+                *(["ema"] if ema is not None else [])}
     if set(tensors) != expected or len(generators) != 1 or generators[0].dtype != torch.uint8 \
             or generators[0].dim() != 1:
         raise damaged(f"unexpected tensors {sorted(set(tensors) ^ expected)} or generator states")
     if any(not v.is_floating_point() or not (v.dim() == 0 or v.shape == z.shape) for v in optim.values()):
         raise damaged("optimiser state of another shape than the latent")
-    if not all(torch.isfinite(t).all() for t in (z, z_orig, *optim.values())):
+    if not all(torch.isfinite(t).all() for t in (z, z_orig, *optim.values(), *([ema] if ema is not None else []))):
         raise damaged("values that are not finite")
-    return LoopState(step, z, z_orig, optim, generators)
+    return LoopState(step, z, z_orig, optim, generators, ema)

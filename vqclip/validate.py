@@ -5,13 +5,22 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .choices import AUGMENT_NAMES, COMPILE_MODES, OPTIMIZER_NAMES
+from .choices import (
+    AUGMENT_NAMES,
+    COMPILE_MODES,
+    CUTOUT_METHOD_NAMES,
+    INIT_NAMES,
+    LOSS_NAMES,
+    OPTIMIZER_NAMES,
+    SCHEDULE_NAMES,
+)
 from .errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from .config import Config, SpeedConfig
 
-__all__ = ["MAX_SEED", "MAX_WEIGHT", "check_motion", "check_seed", "check_weight", "validate", "validate_speed"]
+__all__ = ["MAX_SEED", "MAX_WEIGHT", "check_motion", "check_quality", "check_seed", "check_weight", "validate",
+           "validate_speed"]
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; numpy and the manifest's JSON readers 63
 MAX_WEIGHT = 1e4  # |loss weight| of a prompt or the init image: beyond it fp32 losses overflow towards inf
@@ -57,6 +66,7 @@ def validate(cfg: Config) -> None:
     for aug in cfg.cutouts.augments:
         if aug not in AUGMENT_NAMES:
             raise UnknownNameError("augmentation", aug, AUGMENT_NAMES)
+    check_quality(cfg)
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     if not cfg.model.clip:
@@ -92,6 +102,29 @@ def _check_lists(cfg: Config) -> None:
     for value in cfg.animation.pan:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"animation.pan must be two numbers (right, down), got {list(cfg.animation.pan)!r:.60}")
+
+
+def check_quality(cfg: Config) -> None:
+    """The quality controls: known cutout method, init, schedules and losses; an EMA decay in [0, 1); one weight
+    per noise prompt seed."""
+    for kind, name, names in (("cutout method", cfg.cutouts.method, CUTOUT_METHOD_NAMES),
+                              ("init", cfg.init, INIT_NAMES), ("lr schedule", cfg.optim.schedule, SCHEDULE_NAMES),
+                              ("init schedule", cfg.init_schedule, SCHEDULE_NAMES)):
+        if name not in names:
+            raise UnknownNameError(kind, name, names)
+    for name, weight in cfg.losses.items():
+        if name not in LOSS_NAMES:
+            raise UnknownNameError("loss", name, LOSS_NAMES)
+        if not math.isfinite(weight):
+            raise ConfigError(f"losses.{name} must be a finite number, got {weight}")
+    if not (0 <= cfg.optim.ema < 1):
+        raise ConfigError(f"optim.ema must be 0 (off) or a decay below 1 such as 0.99, got {cfg.optim.ema}")
+    seeds, weights = cfg.noise_prompt_seeds, cfg.noise_prompt_weights
+    if len(seeds) != len(weights):
+        raise ConfigError(f"noise_prompt_seeds ({len(seeds)}) and noise_prompt_weights ({len(weights)}) need one "
+                          f"weight per seed, e.g. --set noise_prompt_seeds=[7] --set noise_prompt_weights=[-0.5]")
+    if any(s < 0 for s in seeds) or not all(math.isfinite(w) for w in weights):
+        raise ConfigError("noise_prompt_seeds must be non-negative and noise_prompt_weights finite numbers")
 
 
 def check_motion(zoom: float, rotate: float, pan) -> None:

@@ -5,6 +5,7 @@ from . import (
     batch,  # noqa: F401
     bench,  # noqa: F401
     clip_tools,  # noqa: F401
+    eval,  # noqa: F401
     generate,  # noqa: F401  (registers the command)
     models,  # noqa: F401
     video,  # noqa: F401
