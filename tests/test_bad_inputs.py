@@ -98,7 +98,7 @@ EARLY = [
     ("fps-zero", ["x", "--fps", "0"], 2, "output.fps must be positive", None),
     ("save-every-negative", ["x", "--save-every=-1"], 2, "save_every must be 0", None),
     ("seed-negative", ["x", "--seed=-1"], 2, "seed must be between", None),
-    ("unknown-optimizer", ["x", "--optimizer", "lbfgs"], 2, "unknown optimizer 'lbfgs'; choose one of: adam", None),
+    ("unknown-optimizer", ["x", "--optimizer", "lbfgs"], 2, "optimizer 'lbfgs'; choose one of: adagrad, adam", None),
     ("unknown-augment", ["x", "--augments", "flip,wobble"], 2, "unknown augmentation 'wobble'; choose one of:", None),
     ("unknown-vqgan", ["x", "--vqgan", "vqgan_nope"], 2, "unknown VQGAN model 'vqgan_nope'", None),
     ("unknown-clip", ["x", "--clip", "NoSuchCLIP"], 2, "unknown CLIP model 'NoSuchCLIP'; see `vqclip models list`",

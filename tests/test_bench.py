@@ -71,13 +71,15 @@ def test_quality_guard_compares_bf16_with_the_reference():
 
 
 def test_quality_guard_fails_a_path_that_optimises_worse(monkeypatch):
-    """A path whose optimiser takes steps a tenth the size (here: the fused optimiser, faked) must fail."""
+    """A path whose optimiser takes far smaller steps (here: the fused optimiser, faked) must fail. The loop sets
+    each step's lr from its schedule, so the fake shrinks the steps through Adam's eps instead: with eps far above
+    the gradients' size, a step is ~lr * grad / eps rather than ~lr."""
     from vqclip import optimize
 
     adam = optimize.OPTIMIZERS["adam"]
 
     def timid(params, lr, wd, fused=False, **kw):
-        return adam(params, lr / 10 if fused else lr, wd, **kw)
+        return adam(params, lr, wd, **({"eps": 10.0} if fused else {}), **kw)
 
     monkeypatch.setitem(optimize.OPTIMIZERS, "adam", timid)
     r = run_bench(BenchOptions(smoke=True, steps=2, quality_steps=10, speed=SpeedConfig(fused_optim=True)),

@@ -45,6 +45,7 @@ def test_prompted_colour_wins_with_the_trained_toy_models(tmp_path):
     assert hits / n >= 0.8, f"colour right in {hits}/{n}"
 
 
+@pytest.mark.slow  # ~56 s; a negative weight's sign is tested fast in test_prompts.py (PromptLoss)
 def test_negative_prompt_removes_red(tmp_path):
     plain = np.mean([_red_fraction(_generate("a circle", s, tmp_path / "plain")) for s in (0, 1)])
     negative = np.mean([_red_fraction(_generate("a circle:1|red:-1", s, tmp_path / "neg")) for s in (0, 1)])
@@ -53,6 +54,7 @@ def test_negative_prompt_removes_red(tmp_path):
     assert positive - negative > 0.05
 
 
+@pytest.mark.slow  # ~70 s; tests/test_eval.py runs eval's untrained control (tiny models) by default
 def test_judge_fails_with_untrained_models(tmp_path):
     """The same loop and judge with random weights of the same architectures: colour is right only by chance."""
     import open_clip
