@@ -104,26 +104,51 @@ def main() -> None:
     for k in range(args.pairs + 1):  # pair 0 warms up (model load, caches) and is not counted
         order = ("without", "with") if k % 2 else ("with", "without")
         for arm in order:
-            cfg = resolve(["toy"], options={"prompt": "a red circle", "seed": 1, "steps": args.steps,
-                                            "output.save_every": args.save_every, "width": args.size,
-                                            "height": args.size, "output.dir": str(out / arm), "device": "cpu"})
+            cfg = resolve(
+                ["toy"],
+                options={
+                    "prompt": "a red circle",
+                    "seed": 1,
+                    "steps": args.steps,
+                    "output.save_every": args.save_every,
+                    "width": args.size,
+                    "height": args.size,
+                    "output.dir": str(out / arm),
+                    "device": "cpu",
+                },
+            )
             figures = one_run(cfg, models, arm == "with")
             if k:
                 results[arm].append(figures)
-            print(f"pair {k} {arm:>7}: " + ", ".join(f"{v * 1e3:.3f} ms/step {n}" for v, n in zip(figures, NAMES)) +
-                  f", {figures[3] * 1e6:.0f} us/step in the preview's calls", file=sys.stderr)
+            print(
+                f"pair {k} {arm:>7}: "
+                + ", ".join(f"{v * 1e3:.3f} ms/step {n}" for v, n in zip(figures, NAMES))
+                + f", {figures[3] * 1e6:.0f} us/step in the preview's calls",
+                file=sys.stderr,
+            )
     load_after = os.getloadavg()
     summary: dict = {}
     for j, name in enumerate(NAMES):
         without = [r[j] for r in results["without"]]
         with_ = [r[j] for r in results["with"]]
-        summary[name] = {"without_s_per_step": statistics.median(without), "with_s_per_step": statistics.median(with_),
-                         "ratio_of_medians": statistics.median(with_) / statistics.median(without),
-                         "median_pair_ratio": statistics.median(w / o for w, o in zip(with_, without))}
+        summary[name] = {
+            "without_s_per_step": statistics.median(without),
+            "with_s_per_step": statistics.median(with_),
+            "ratio_of_medians": statistics.median(with_) / statistics.median(without),
+            "median_pair_ratio": statistics.median(w / o for w, o in zip(with_, without)),
+        }
     summary["preview_calls_on_loop_thread_s_per_step"] = statistics.median(r[3] for r in results["with"])
-    summary.update(pairs=args.pairs, steps=args.steps, save_every=args.save_every, size=args.size,
-                   threads=args.threads, load_before=load_before, load_after=load_after,
-                   torch=torch.__version__, python=sys.version.split()[0])
+    summary.update(
+        pairs=args.pairs,
+        steps=args.steps,
+        save_every=args.save_every,
+        size=args.size,
+        threads=args.threads,
+        load_before=load_before,
+        load_after=load_after,
+        torch=torch.__version__,
+        python=sys.version.split()[0],
+    )
     print(json.dumps(summary, indent=1))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")

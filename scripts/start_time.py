@@ -77,21 +77,49 @@ def main() -> None:
     args = ap.parse_args()
     clip_file = write_models(args.dir)
     out = args.dir / "outputs"
-    cmd = [sys.executable, "-m", "vqclip", "generate", "a lighthouse", "--vqgan", VQGAN,
-           "--clip", f"{CLIP}:{clip_file}",
-           "--size", "128", "128", "--cutn", "8", "--steps", "2", "--save-every", "0", "--out", str(out),
-           "--checkpoints-dir", str(args.dir / "checkpoints"), "--offline", "--set", f"speed.threads={args.threads}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vqclip",
+        "generate",
+        "a lighthouse",
+        "--vqgan",
+        VQGAN,
+        "--clip",
+        f"{CLIP}:{clip_file}",
+        "--size",
+        "128",
+        "128",
+        "--cutn",
+        "8",
+        "--steps",
+        "2",
+        "--save-every",
+        "0",
+        "--out",
+        str(out),
+        "--checkpoints-dir",
+        str(args.dir / "checkpoints"),
+        "--offline",
+        "--set",
+        f"speed.threads={args.threads}",
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     first_step(cmd, env)  # untimed: the safetensors cache and the lock entries, as on a user's first run
     runs = []
     for i in range(args.runs):
         runs.append(first_step(cmd, env))
-        print(f"run {i + 1}: first step {runs[-1][0]:.2f} s, exit {runs[-1][1]:.2f} s, CPU {runs[-1][2]:.2f} s, "
-              f"load {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"run {i + 1}: first step {runs[-1][0]:.2f} s, exit {runs[-1][1]:.2f} s, CPU {runs[-1][2]:.2f} s, "
+            f"load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
     shutil.rmtree(out, ignore_errors=True)
     med = [statistics.median(r[k] for r in runs) for k in range(3)]
-    print(f"median of {len(runs)}: command to first step {med[0]:.2f} s (to exit {med[1]:.2f} s), "
-          f"CPU {med[2]:.2f} s; load (1 min) {os.getloadavg()[0]:.2f}")
+    print(
+        f"median of {len(runs)}: command to first step {med[0]:.2f} s (to exit {med[1]:.2f} s), "
+        f"CPU {med[2]:.2f} s; load (1 min) {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,18 @@ def clip_cfg(arch: str) -> dict:
 
 def vqgan_ddconfig(size: int, ch_mult: list[int]) -> dict:
     """f=4 (three levels): a 64x64 canvas is a 16x16 latent; GroupNorm(32) needs channels in multiples of 32."""
-    return {"double_z": False, "z_channels": 32, "resolution": size, "in_channels": 3, "out_ch": 3, "ch": 32,
-            "ch_mult": list(ch_mult), "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    return {
+        "double_z": False,
+        "z_channels": 32,
+        "resolution": size,
+        "in_channels": 3,
+        "out_ch": 3,
+        "ch": 32,
+        "ch_mult": list(ch_mult),
+        "num_res_blocks": 1,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
 
 
 def cosine_lr(step: int, steps: int, base: float, warmup: int) -> float:
@@ -129,7 +139,7 @@ def text_groups(captions: list[str]) -> list[tuple[tuple[str, ...], torch.Tensor
 def grouped_loss(image_emb, text_emb, groups, scale) -> torch.Tensor:
     loss, offset = 0.0, 0
     for texts, match in groups:
-        loss = loss + soft_contrastive(image_emb, text_emb[offset:offset + len(texts)], match, scale)
+        loss = loss + soft_contrastive(image_emb, text_emb[offset : offset + len(texts)], match, scale)
         offset += len(texts)
     return loss
 
@@ -186,8 +196,11 @@ def train_clip(args, arch: str, seed: int):
         loss.backward()
         opt.step()
         if step % 100 == 0 or step == args.clip_steps - 1:
-            print(f"clip {arch} step {step:5d}/{args.clip_steps}  loss {loss.item():.4f}  scale {scale.item():.1f}  "
-                  f"{time.time() - start:.0f}s", flush=True)
+            print(
+                f"clip {arch} step {step:5d}/{args.clip_steps}  loss {loss.item():.4f}  scale {scale.item():.1f}  "
+                f"{time.time() - start:.0f}s",
+                flush=True,
+            )
     return model.eval(), cfg, time.time() - start, time.process_time() - cpu_start
 
 
@@ -252,7 +265,7 @@ def random_crops(images: torch.Tensor, side: int, gen: torch.Generator) -> torch
     if side >= images.shape[-1]:
         return images
     corners = torch.randint(images.shape[-1] - side + 1, (len(images), 2), generator=gen)
-    return torch.stack([im[:, y:y + side, x:x + side] for im, (y, x) in zip(images, corners.tolist())])
+    return torch.stack([im[:, y : y + side, x : x + side] for im, (y, x) in zip(images, corners.tolist())])
 
 
 def train_vqgan(args, restart_every: int = 50):
@@ -284,8 +297,11 @@ def train_vqgan(args, restart_every: int = 50):
             restarted += restart_dead_codes(model, usage, latents, gen)
             usage.zero_()
         if step % 100 == 0 or step == steps - 1:
-            print(f"vqgan step {step:5d}/{steps}  {args.vqgan_loss} {rec_loss.item():.5f}  vq {vq_loss.item():.5f}  "
-                  f"codes restarted {restarted}  {time.time() - start:.0f}s", flush=True)
+            print(
+                f"vqgan step {step:5d}/{steps}  {args.vqgan_loss} {rec_loss.item():.5f}  vq {vq_loss.item():.5f}  "
+                f"codes restarted {restarted}  {time.time() - start:.0f}s",
+                flush=True,
+            )
             restarted = 0
     return model.eval(), ddconfig, time.time() - start, time.process_time() - cpu_start
 
@@ -295,8 +311,12 @@ def save_vqgan(model, ddconfig: dict, out: Path, stem: str = "vqgan_toy") -> Non
     from omegaconf import OmegaConf
 
     out.mkdir(parents=True, exist_ok=True)
-    yaml = {"model": {"target": "taming.models.vqgan.VQModel",
-                      "params": {"embed_dim": VQGAN_EMBED_DIM, "n_embed": len(model.codebook), "ddconfig": ddconfig}}}
+    yaml = {
+        "model": {
+            "target": "taming.models.vqgan.VQModel",
+            "params": {"embed_dim": VQGAN_EMBED_DIM, "n_embed": len(model.codebook), "ddconfig": ddconfig},
+        }
+    }
     OmegaConf.save(OmegaConf.create(yaml), out / f"{stem}.yaml")
     torch.save({"state_dict": model.state_dict()}, out / f"{stem}.ckpt")
 
@@ -311,9 +331,12 @@ def vqgan_metrics(model, n: int, seed: int, size: int) -> dict:
     codes = nearest_codes(latent.movedim(1, 3), model.codebook)
     # the judge reads the reconstructions as it reads generations: a VQGAN that cannot draw a clean shape fails here
     verdicts = [judge.judge(r) for r in recon[:200]]
-    return {"psnr": float((10 * torch.log10(1 / mse)).mean()), "codes_used": int(codes.unique().numel()),
-            "judged_colour": float(np.mean([v.colour == c.split()[1] for v, c in zip(verdicts, captions)])),
-            "judged_shape": float(np.mean([v.shape == c.split()[2] for v, c in zip(verdicts, captions)]))}
+    return {
+        "psnr": float((10 * torch.log10(1 / mse)).mean()),
+        "codes_used": int(codes.unique().numel()),
+        "judged_colour": float(np.mean([v.colour == c.split()[1] for v, c in zip(verdicts, captions)])),
+        "judged_shape": float(np.mean([v.shape == c.split()[2] for v, c in zip(verdicts, captions)])),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -348,8 +371,13 @@ def main() -> None:
     # one thread: on a shared CPU, two threads that wait on each other ran 10x slower than one
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--size", type=int, default=64, help="canvas side of the world the models are trained on")
-    p.add_argument("--clip-arch", nargs="+", default=["vit"], choices=sorted(VISION_CFGS),
-                   help="one CLIP per architecture; the first is written to clip/, others to clip_ARCH/")
+    p.add_argument(
+        "--clip-arch",
+        nargs="+",
+        default=["vit"],
+        choices=sorted(VISION_CFGS),
+        help="one CLIP per architecture; the first is written to clip/, others to clip_ARCH/",
+    )
     p.add_argument("--clip-steps", type=int, default=2000)
     p.add_argument("--clip-canvases", type=int, default=32, help="canvases per batch")
     p.add_argument("--clip-crops", type=int, default=3, help="loop cutouts per canvas (besides the whole canvas)")

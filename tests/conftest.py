@@ -54,16 +54,32 @@ def published(openai_archive, monkeypatch):
     from vqclip.store.download import sha256_file
 
     digest = sha256_file(openai_archive)
-    monkeypatch.setitem(openai_clip.PUBLISHED, digest,
-                        openai_clip.OpenAIArchive("Tiny/8", openai_archive.name, "Tiny-OpenAI-quickgelu"))
+    monkeypatch.setitem(
+        openai_clip.PUBLISHED, digest, openai_clip.OpenAIArchive("Tiny/8", openai_archive.name, "Tiny-OpenAI-quickgelu")
+    )
     return digest
 
 
 @pytest.fixture
 def tiny_args(tiny_models, tmp_path):
     """CLI arguments that run generate on the tiny models, writing under tmp_path."""
-    return ["--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32",
-            "--steps", "4", "--cutn", "4", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    return [
+        "--vqgan",
+        tiny_models["vqgan"],
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--steps",
+        "4",
+        "--cutn",
+        "4",
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +118,7 @@ def no_model_loads(monkeypatch):
             if str(kwargs.get("device", torch.get_default_device())) != "meta":
                 fail()
             return real(*args, **kwargs)
+
         return guarded
 
     monkeypatch.setattr(open_clip, "create_model", on_meta_only(create))

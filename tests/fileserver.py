@@ -80,7 +80,7 @@ class FileServer:
                     self.close_connection = True
                 self.end_headers()
                 if path in server.drip:
-                    chunks = iter(body[k:k + 1] for k in range(len(body)))
+                    chunks = iter(body[k : k + 1] for k in range(len(body)))
                     return self._forever(lambda: next(chunks, b""), server.drip[path], headers_sent=True)
                 cut = server.drop.get(path)
                 if cut:

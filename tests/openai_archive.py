@@ -18,8 +18,17 @@ import torch
 from torch import nn
 
 # a ViT small enough for tests; OpenAI's towers use 64-wide attention heads, so widths are multiples of 64
-TINY = dict(embed_dim=32, image_size=32, patch_size=8, vision_width=64, vision_layers=2,
-            context_length=77, vocab_size=49408, text_width=64, text_layers=2)
+TINY = dict(
+    embed_dim=32,
+    image_size=32,
+    patch_size=8,
+    vision_width=64,
+    vision_layers=2,
+    context_length=77,
+    vocab_size=49408,
+    text_width=64,
+    text_layers=2,
+)
 
 
 class QuickGELU(nn.Module):
@@ -32,8 +41,9 @@ class Block(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, width // 64)
         self.ln_1 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(),
-                                             c_proj=nn.Linear(4 * width, width)))
+        self.mlp = nn.Sequential(
+            OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(), c_proj=nn.Linear(4 * width, width))
+        )
         self.ln_2 = nn.LayerNorm(width)
         self.mask = mask
 
@@ -57,12 +67,12 @@ class Visual(nn.Module):
     def __init__(self, size: int, patch: int, width: int, layers: int, out: int):
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, patch, stride=patch, bias=False)
-        self.class_embedding = nn.Parameter(torch.randn(width) * width ** -0.5)
-        self.positional_embedding = nn.Parameter(torch.randn((size // patch) ** 2 + 1, width) * width ** -0.5)
+        self.class_embedding = nn.Parameter(torch.randn(width) * width**-0.5)
+        self.positional_embedding = nn.Parameter(torch.randn((size // patch) ** 2 + 1, width) * width**-0.5)
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = Tower(width, layers)
         self.ln_post = nn.LayerNorm(width)
-        self.proj = nn.Parameter(torch.randn(width, out) * width ** -0.5)
+        self.proj = nn.Parameter(torch.randn(width, out) * width**-0.5)
 
     def forward(self, x):
         x = self.conv1(x).flatten(2).transpose(1, 2)  # [batch, patches, width]
@@ -75,8 +85,18 @@ class Visual(nn.Module):
 class OpenAICLIP(nn.Module):
     """openai/CLIP's ViT CLIP: the attribute names are its state-dict names."""
 
-    def __init__(self, embed_dim, image_size, patch_size, vision_width, vision_layers, context_length, vocab_size,
-                 text_width, text_layers):
+    def __init__(
+        self,
+        embed_dim,
+        image_size,
+        patch_size,
+        vision_width,
+        vision_layers,
+        context_length,
+        vocab_size,
+        text_width,
+        text_layers,
+    ):
         super().__init__()
         self.visual = Visual(image_size, patch_size, vision_width, vision_layers, embed_dim)
         causal = torch.full((context_length, context_length), float("-inf")).triu(1)
@@ -84,10 +104,13 @@ class OpenAICLIP(nn.Module):
         self.token_embedding = nn.Embedding(vocab_size, text_width)
         self.positional_embedding = nn.Parameter(torch.randn(context_length, text_width) * 0.01)
         self.ln_final = nn.LayerNorm(text_width)
-        self.text_projection = nn.Parameter(torch.randn(text_width, embed_dim) * text_width ** -0.5)
+        self.text_projection = nn.Parameter(torch.randn(text_width, embed_dim) * text_width**-0.5)
         self.logit_scale = nn.Parameter(torch.ones([]) * 4.6052)
-        for name, value in (("input_resolution", image_size), ("context_length", context_length),
-                            ("vocab_size", vocab_size)):
+        for name, value in (
+            ("input_resolution", image_size),
+            ("context_length", context_length),
+            ("vocab_size", vocab_size),
+        ):
             self.register_buffer(name, torch.tensor(value))
 
     def encode_image(self, image):
@@ -124,8 +147,9 @@ def write_openai_clip(path: Path, seed: int = 0, **arch) -> Path:
     tokens[0, :3] = torch.tensor([49406, 320, 49407])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer warnings
-        traced = torch.jit.trace_module(model, {"forward": (image, tokens), "encode_image": (image,),
-                                                "encode_text": (tokens,)})
+        traced = torch.jit.trace_module(
+            model, {"forward": (image, tokens), "encode_image": (image,), "encode_text": (tokens,)}
+        )
         for name in _half_names(model):
             traced.get_parameter(name).data = traced.get_parameter(name).data.half()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,9 +158,19 @@ def write_openai_clip(path: Path, seed: int = 0, **arch) -> Path:
 
 
 OPEN_CLIP_CONFIG = {  # the same architecture as an open_clip model config (QuickGELU, as OpenAI trained it)
-    "embed_dim": TINY["embed_dim"], "quick_gelu": True,
-    "vision_cfg": {"image_size": TINY["image_size"], "layers": TINY["vision_layers"], "width": TINY["vision_width"],
-                   "patch_size": TINY["patch_size"]},
-    "text_cfg": {"context_length": TINY["context_length"], "vocab_size": TINY["vocab_size"],
-                 "width": TINY["text_width"], "heads": TINY["text_width"] // 64, "layers": TINY["text_layers"]},
+    "embed_dim": TINY["embed_dim"],
+    "quick_gelu": True,
+    "vision_cfg": {
+        "image_size": TINY["image_size"],
+        "layers": TINY["vision_layers"],
+        "width": TINY["vision_width"],
+        "patch_size": TINY["patch_size"],
+    },
+    "text_cfg": {
+        "context_length": TINY["context_length"],
+        "vocab_size": TINY["vocab_size"],
+        "width": TINY["text_width"],
+        "heads": TINY["text_width"] // 64,
+        "layers": TINY["text_layers"],
+    },
 }

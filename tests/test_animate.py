@@ -16,11 +16,25 @@ from vqclip.writer import Interrupted
 
 
 def config(tiny_models, out):
-    return resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "steps": 3, "cutouts.cutn": 2, "device": "cpu", "seed": 3,
-                            "prompt": "a red circle^a blue square", "output.dir": str(out), "output.name": "anim",
-                            "animation.frames": 6, "animation.steps_per_frame": 2, "animation.blend": 1,
-                            "animation.zoom": 1.05})
+    return resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 3,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "seed": 3,
+            "prompt": "a red circle^a blue square",
+            "output.dir": str(out),
+            "output.name": "anim",
+            "animation.frames": 6,
+            "animation.steps_per_frame": 2,
+            "animation.blend": 1,
+            "animation.zoom": 1.05,
+        }
+    )
 
 
 def frames_in(video):
@@ -36,8 +50,9 @@ def test_an_animation_stopped_after_a_frame_resumes_from_the_next(tiny_models, t
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as e:
-        run_animation(prepare_run(config(tiny_models, tmp_path / "a"), unit="frame", models=cache),
-                      on_frame=stop_in_frame_3)
+        run_animation(
+            prepare_run(config(tiny_models, tmp_path / "a"), unit="frame", models=cache), on_frame=stop_in_frame_3
+        )
     assert e.value.result.step == 2 and e.value.result.state is not None  # frames 0-2 finished
     folder = tmp_path / "a" / "anim"
     assert len(frames_in(folder / "animation.mp4")) == 3

@@ -19,9 +19,33 @@ runner = CliRunner()
 
 
 def animate(tiny_models, out, *args):
-    result = runner.invoke(app, ["animate", *args, "--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"],
-                                 "--size", "32", "32", "--cutn", "2", "--device", "cpu", "--out", str(out),
-                                 "--steps", "2", "--steps-per-frame", "1", "--seed", "3", "--save-frames"])
+    result = runner.invoke(
+        app,
+        [
+            "animate",
+            *args,
+            "--vqgan",
+            tiny_models["vqgan"],
+            "--clip",
+            tiny_models["clip"],
+            "--size",
+            "32",
+            "32",
+            "--cutn",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--steps-per-frame",
+            "1",
+            "--seed",
+            "3",
+            "--save-frames",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (folder,) = out.iterdir()
     return folder
@@ -37,8 +61,12 @@ def pixels(path):
 
 def test_story_switches_prompt_at_its_frame(tiny_models, tmp_path):
     folder = animate(tiny_models, tmp_path / "out", "a red circle^a blue square", "--frames", "4")
-    assert [read_png_metadata(f)["active_prompt"] for f in frames_of(folder)] == \
-        ["a red circle", "a red circle", "a blue square", "a blue square"]
+    assert [read_png_metadata(f)["active_prompt"] for f in frames_of(folder)] == [
+        "a red circle",
+        "a red circle",
+        "a blue square",
+        "a blue square",
+    ]
     meta = read_png_metadata(folder / "final.png")
     assert json.loads(meta["story"]) == [[0, "a red circle"], [2, "a blue square"]]
     assert meta["story_unit"] == "frame" and meta["active_prompt"] == "a blue square"
@@ -46,11 +74,11 @@ def test_story_switches_prompt_at_its_frame(tiny_models, tmp_path):
 
 def test_keyframes_from_the_command_line(tiny_models, tmp_path):
     # no prompt argument: the keyframes are the whole story; --story-every counts frames
-    folder = animate(tiny_models, tmp_path / "a", "--keyframe", "0=a seed", "--keyframe", "3=a great oak",
-                     "--frames", "5")
+    folder = animate(
+        tiny_models, tmp_path / "a", "--keyframe", "0=a seed", "--keyframe", "3=a great oak", "--frames", "5"
+    )
     assert folder.name == "anim-a-seed-s3"
-    assert [read_png_metadata(f)["active_prompt"] for f in frames_of(folder)] == \
-        ["a seed"] * 3 + ["a great oak"] * 2
+    assert [read_png_metadata(f)["active_prompt"] for f in frames_of(folder)] == ["a seed"] * 3 + ["a great oak"] * 2
     mixed = animate(tiny_models, tmp_path / "b", "a^b", "--story-every", "2", "--keyframe", "3=c", "--frames", "5")
     assert [read_png_metadata(f)["active_prompt"] for f in frames_of(mixed)] == ["a", "a", "b", "c", "c"]
 
@@ -66,8 +94,9 @@ def test_each_distinct_prompt_is_embedded_once(tiny_models, tmp_path, monkeypatc
     monkeypatch.setattr(Perceptor, "encode_text", spy)
     folder = animate(tiny_models, tmp_path / "out", "a red circle^a blue square^a red circle", "--frames", "6")
     assert sorted(texts) == ["a blue square", "a red circle"]  # not once per frame, nor once per segment
-    assert [read_png_metadata(f)["active_prompt"] for f in frames_of(folder)] == \
-        ["a red circle"] * 2 + ["a blue square"] * 2 + ["a red circle"] * 2
+    assert [read_png_metadata(f)["active_prompt"] for f in frames_of(folder)] == ["a red circle"] * 2 + [
+        "a blue square"
+    ] * 2 + ["a red circle"] * 2
 
 
 def test_a_story_of_one_prompt_changes_nothing(tiny_models, tmp_path):
@@ -84,10 +113,15 @@ def test_blend_crossfades_the_prompt_weights(tiny_models, tmp_path):
     assert [m["active_prompt"] for m in metas] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
     blends = [json.loads(m["blend"]) if "blend" in m else None for m in metas]
     third = 1 / 3
-    assert blends[3:6] == [[["a", pytest.approx(2 * third)], ["b", pytest.approx(third)]],
-                           [["a", pytest.approx(third)], ["b", pytest.approx(2 * third)]], None]
-    assert blends[:3] == [None] * 3 and blends[6:8] == [[["b", pytest.approx(2 * third)], ["c", pytest.approx(third)]],
-                                                        [["b", pytest.approx(third)], ["c", pytest.approx(2 * third)]]]
+    assert blends[3:6] == [
+        [["a", pytest.approx(2 * third)], ["b", pytest.approx(third)]],
+        [["a", pytest.approx(third)], ["b", pytest.approx(2 * third)]],
+        None,
+    ]
+    assert blends[:3] == [None] * 3 and blends[6:8] == [
+        [["b", pytest.approx(2 * third)], ["c", pytest.approx(third)]],
+        [["b", pytest.approx(third)], ["c", pytest.approx(2 * third)]],
+    ]
 
 
 def recorded(path):
@@ -100,8 +134,19 @@ def recorded(path):
 
 
 def test_from_any_frame_reproduces_the_animation(tiny_models, tmp_path):
-    first = animate(tiny_models, tmp_path / "a", "a red circle^a blue square", "--frames", "4", "--zoom", "1.1",
-                    "--rotate", "5", "--blend", "1")
+    first = animate(
+        tiny_models,
+        tmp_path / "a",
+        "a red circle^a blue square",
+        "--frames",
+        "4",
+        "--zoom",
+        "1.1",
+        "--rotate",
+        "5",
+        "--blend",
+        "1",
+    )
     frame = frames_of(first)[2]
     result = runner.invoke(app, ["animate", "--from", str(frame), "--out", str(tmp_path / "b"), "--save-frames"])
     assert result.exit_code == 0, result.output
@@ -127,9 +172,30 @@ def test_generate_takes_keyframes_from_the_command_line(tiny_args, tmp_path):
 @pytest.mark.skipif(not (bundled_dir() / "vqgan_toy.ckpt").is_file(), reason="toy checkpoints not present")
 def test_toy_animation_turns_from_red_to_blue(tmp_path):
     """With the trained toy models the picture follows the story: red at the start, blue at the end."""
-    result = runner.invoke(app, ["animate", "a red circle^a blue square", "--preset", "toy", "--device", "cpu",
-                                 "--frames", "4", "--steps", "40", "--steps-per-frame", "20", "--zoom", "1",
-                                 "--seed", "0", "--out", str(tmp_path), "--save-frames"])
+    result = runner.invoke(
+        app,
+        [
+            "animate",
+            "a red circle^a blue square",
+            "--preset",
+            "toy",
+            "--device",
+            "cpu",
+            "--frames",
+            "4",
+            "--steps",
+            "40",
+            "--steps-per-frame",
+            "20",
+            "--zoom",
+            "1",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--save-frames",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (folder,) = tmp_path.iterdir()
     frames = frames_of(folder)
@@ -143,7 +209,8 @@ def test_animation_runs_on_the_devices_fast_path(tiny_models, tmp_path, monkeypa
 
     seen = []
     prepare = fastpath.prepare
-    monkeypatch.setattr(fastpath, "prepare", lambda vqgan, perceptors, fast: seen.append(fast) or
-                        prepare(vqgan, perceptors, fast))
+    monkeypatch.setattr(
+        fastpath, "prepare", lambda vqgan, perceptors, fast: seen.append(fast) or prepare(vqgan, perceptors, fast)
+    )
     animate(tiny_models, tmp_path / "out", "a red circle", "--frames", "2")
     assert seen and all(f.fused_attention for f in seen) and seen[0] != fastpath.REFERENCE

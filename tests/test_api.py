@@ -7,12 +7,22 @@ import pytest
 from PIL import Image
 
 import vqclip
-from vqclip import runner
+from vqclip import loading, runner
 
 
 def _cfg(tiny_models, prompt="a red circle", seed=3, **extra):
-    options = {"prompt": prompt, "seed": seed, "steps": 3, "width": 32, "height": 32, "device": "cpu",
-               "model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "cutouts.cutn": 2, **extra}
+    options = {
+        "prompt": prompt,
+        "seed": seed,
+        "steps": 3,
+        "width": 32,
+        "height": 32,
+        "device": "cpu",
+        "model.vqgan": tiny_models["vqgan"],
+        "model.clip": [tiny_models["clip"]],
+        "cutouts.cutn": 2,
+        **extra,
+    }
     return vqclip.resolve(options=options)
 
 
@@ -26,7 +36,8 @@ def loads(monkeypatch):
         calls.append(args[0].clip_specs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "load_models", counting)
+    monkeypatch.setattr(runner, "load_models", counting)  # a run's own load
+    monkeypatch.setattr(loading, "load_models", counting)  # a ModelCache's
     return calls
 
 
@@ -49,8 +60,7 @@ def test_progress_is_off_by_default_and_counts_the_steps_when_asked(tiny_models,
 
 def test_run_with_progress_writes_the_files_and_shows_the_bar(tiny_models, tmp_path, capsys):
     seen = []
-    result = vqclip.run(_cfg(tiny_models, **{"output.dir": str(tmp_path / "out")}), on_step=seen.append,
-                        progress=True)
+    result = vqclip.run(_cfg(tiny_models, **{"output.dir": str(tmp_path / "out")}), on_step=seen.append, progress=True)
     assert result.image.is_file() and len(seen) == 4 and "3/3" in capsys.readouterr().err
 
 

@@ -101,8 +101,13 @@ EARLY = [
     ("unknown-optimizer", ["x", "--optimizer", "lbfgs"], 2, "optimizer 'lbfgs'; choose one of: adagrad, adam", None),
     ("unknown-augment", ["x", "--augments", "flip,wobble"], 2, "unknown augmentation 'wobble'; choose one of:", None),
     ("unknown-vqgan", ["x", "--vqgan", "vqgan_nope"], 2, "unknown VQGAN model 'vqgan_nope'", None),
-    ("unknown-clip", ["x", "--clip", "NoSuchCLIP"], 2, "unknown CLIP model 'NoSuchCLIP'; see `vqclip models list`",
-     None),
+    (
+        "unknown-clip",
+        ["x", "--clip", "NoSuchCLIP"],
+        2,
+        "unknown CLIP model 'NoSuchCLIP'; see `vqclip models list`",
+        None,
+    ),
     ("unknown-clip-tag", ["x", "--clip", "ViT-B-32:nosuchtag"], 2, "unknown pretrained tag for ViT-B-32", None),
     ("clip-dir-missing", ["x", "--clip", "local-dir:{in}/nothing"], 2, "has no open_clip_config.json", None),
     ("clip-weights-missing", ["x", "--clip", "ViT-B-32:{in}/none.pt"], 2, "CLIP weights file", None),
@@ -120,8 +125,13 @@ EARLY = [
     ("init-fifo", ["x", "--init-image", "{in}/fifo.png"], 2, "is a FIFO (named pipe), not a regular file", None),
     ("init-truncated", ["x", "--init-image", "{in}/truncated.png"], 2, "cannot read init image", None),
     ("init-unsupported-svg", ["x", "--init-image", "{in}/drawing.svg"], 2, "cannot read init image", None),
-    ("init-decompression-bomb", ["x", "--init-image", "{in}/good.png"], 2, "cannot read init image",
-     _decompression_bomb),
+    (
+        "init-decompression-bomb",
+        ["x", "--init-image", "{in}/good.png"],
+        2,
+        "cannot read init image",
+        _decompression_bomb,
+    ),
     ("init-url", ["x", "--init-image", "https://example.com/cat.png"], 2, "is a URL", None),
     ("image-prompt-url", ["x", "--image-prompt", "http://example.com/cat.png:0.5"], 2, "is a URL", None),
     ("image-prompt-file-url", ["x", "--image-prompt", "file:///etc/passwd"], 2, "is a URL", None),
@@ -130,31 +140,61 @@ EARLY = [
     ("image-prompt-empty", ["--image-prompt", "{in}/empty.png"], 2, "is empty (0 bytes)", None),
     ("vqgan-yaml-missing", ["x", "--vqgan", "{in}/nothing.yaml"], 2, "missing", None),
     ("vqgan-ckpt-missing", ["x", "--vqgan-ckpt", "{in}/nothing.ckpt"], 2, "missing", None),
-    ("vqgan-yaml-not-taming", ["x", "--vqgan", "{in}/not_taming.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
-     2, "is not a taming VQGAN config", None),
-    ("vqgan-yaml-broken", ["x", "--vqgan", "{in}/broken.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
-     2, "broken.yaml is not valid YAML", None),
+    (
+        "vqgan-yaml-not-taming",
+        ["x", "--vqgan", "{in}/not_taming.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
+        2,
+        "is not a taming VQGAN config",
+        None,
+    ),
+    (
+        "vqgan-yaml-broken",
+        ["x", "--vqgan", "{in}/broken.yaml", "--vqgan-ckpt", "{tiny}/tiny_vqgan.ckpt"],
+        2,
+        "broken.yaml is not valid YAML",
+        None,
+    ),
     ("from-png-without-metadata", ["--from", "{in}/good.png"], 2, "carries no vqclip config", None),
     ("from-text-file", ["--from", "{in}/text.png"], 2, "--from takes a PNG written by vqclip", None),
     ("from-missing", ["--from", "{in}/missing.png"], 2, "--from takes a PNG written by vqclip", None),
     ("from-broken-config", ["--from", "{in}/bad_yaml.png"], 2, "the recorded config is not valid YAML", None),
     ("from-unknown-key", ["--from", "{in}/bad_key.png"], 2, "unknown config key 'not_a_key'", None),
-    ("from-animation-frame", ["--from", "{in}/anim_frame.png"], 2, "is a frame of an animation; re-run it with "
-     "vqclip animate --from", None),
+    (
+        "from-animation-frame",
+        ["--from", "{in}/anim_frame.png"],
+        2,
+        "is a frame of an animation; re-run it with vqclip animate --from",
+        None,
+    ),
     # story mode; tiny_args run 4 steps
     ("keyframe-without-equals", ["x", "--keyframe", "30"], 2, "--keyframe takes N=PROMPT", None),
     ("keyframe-negative", ["x", "--keyframe", "-3=a"], 2, "--keyframe takes N=PROMPT", None),
     ("keyframe-not-a-number", ["x", "--keyframe", "two=a"], 2, "--keyframe takes N=PROMPT", None),
     ("keyframe-without-prompt", ["x", "--keyframe", "2="], 2, "--keyframe takes N=PROMPT", None),
     ("keyframe-twice", ["x", "--keyframe", "2=a", "--keyframe", "2=b"], 2, "--keyframe 2 is given twice", None),
-    ("keyframe-past-the-last-step", ["x", "--keyframe", "4=a"], 2,
-     "keyframe 4 ('a') is past the last step: the run has 4 steps (0-3); move it below 4 or raise --steps", None),
+    (
+        "keyframe-past-the-last-step",
+        ["x", "--keyframe", "4=a"],
+        2,
+        "keyframe 4 ('a') is past the last step: the run has 4 steps (0-3); move it below 4 or raise --steps",
+        None,
+    ),
     ("keyframe-bad-prompt", ["x", "--keyframe", "2=a||b"], 2, "empty part between '|'", None),
-    ("keyframes-without-a-start", ["--keyframe", "2=a"], 2, "keyframes start at step 2; add a keyframe at step 0",
-     None),
+    (
+        "keyframes-without-a-start",
+        ["--keyframe", "2=a"],
+        2,
+        "keyframes start at step 2; add a keyframe at step 0",
+        None,
+    ),
     ("set-keyframe-not-a-number", ["x", "--set", "keyframes.two=a"], 2, "keyframes map step (or frame) numbers", None),
-    ("set-keyframe-without-prompt", ["x", "--set", "keyframes.2="], 2, "keyframe 2: '' needs a step >= 0 and a prompt",
-     None),
+    (
+        "set-keyframe-without-prompt",
+        ["x", "--set", "keyframes.2="],
+        2,
+        "keyframe 2: '' needs a step >= 0 and a prompt",
+        None,
+    ),
     ("story-empty-part", ["a^^b"], 2, "has an empty part", None),
     ("story-every-past-the-end", ["a^b", "--story-every", "5"], 2, "starts at step 5 but the run has 4 steps", None),
     ("out-is-a-file", ["x", "--out", "{in}/a_file"], 1, "is a file, not a folder; choose another --out", None),
@@ -171,8 +211,11 @@ def _assert_one_line_error(result, code, fragment):
     """Exactly one line besides the progress bar (runtime failures come after some steps were shown)."""
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.replace("\r", "\n").splitlines()
-             if line.strip() and not line.startswith("generate:")]
+    lines = [
+        line
+        for line in result.stderr.replace("\r", "\n").splitlines()
+        if line.strip() and not line.startswith("generate:")
+    ]
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
 
@@ -188,17 +231,21 @@ def test_no_model_loads_guard_catches_every_loader(tiny_models, no_model_loads):
     from vqclip.clip import load_clip
     from vqclip.vqgan import load_vqgan
 
-    loads = [lambda: load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"]), lambda: load_clip(tiny_models["clip"]),
-             lambda: load_checkpoint(tiny_models["ckpt"]),
-             lambda: clip_tools.open_perceptor(tiny_models["clip"], "cpu")]
+    loads = [
+        lambda: load_vqgan(tiny_models["vqgan"], tiny_models["ckpt"]),
+        lambda: load_clip(tiny_models["clip"]),
+        lambda: load_checkpoint(tiny_models["ckpt"]),
+        lambda: clip_tools.open_perceptor(tiny_models["clip"], "cpu"),
+    ]
     for load in loads:
         with pytest.raises(AssertionError, match="a model was loaded"):
             load()
 
 
 @pytest.mark.parametrize("case, args, code, fragment, setup", EARLY, ids=[c[0] for c in EARLY])
-def test_bad_input_fails_before_any_model_loads(case, args, code, fragment, setup, tiny_args, tiny_models, files,
-                                                 tmp_path, monkeypatch, no_model_loads):
+def test_bad_input_fails_before_any_model_loads(
+    case, args, code, fragment, setup, tiny_args, tiny_models, files, tmp_path, monkeypatch, no_model_loads
+):
     if "cuda" in case and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     if setup is not None:
@@ -225,23 +272,43 @@ OTHERS = [
     ("animate-empty-prompt", ["animate", " ", "{T}"], 2, "prompt is empty"),
     ("animate-steps-zero", ["animate", "x", "{T}", "--steps", "0"], 2, "steps must be positive"),
     ("animate-size-below-one-token", ["animate", "x", "{T}", "--size", "1", "1"], 2, "smaller than one VQGAN token"),
-    ("animate-init-not-an-image", ["animate", "x", "{T}", "--init-image", "{in}/text.png"], 2,
-     "cannot read init image"),
+    (
+        "animate-init-not-an-image",
+        ["animate", "x", "{T}", "--init-image", "{in}/text.png"],
+        2,
+        "cannot read init image",
+    ),
     ("animate-zoom-zero", ["animate", "x", "{T}", "--zoom", "0"], 2, "zoom must be positive"),
     ("animate-pan-one-number", ["animate", "x", "{T}", "--set", "animation.pan=[1]"], 2, "pan two numbers"),
-    ("animate-frames-zero", ["animate", "x", "{T}", "--set", "animation.frames=0"], 2,
-     "animation.frames must be positive"),
+    (
+        "animate-frames-zero",
+        ["animate", "x", "{T}", "--set", "animation.frames=0"],
+        2,
+        "animation.frames must be positive",
+    ),
     ("animate-from-without-metadata", ["animate", "--from", "{in}/good.png", "{T}"], 2, "carries no vqclip config"),
     # a story in animate counts frames
-    ("animate-keyframe-past-the-last-frame", ["animate", "x", "{T}", "--frames", "4", "--keyframe", "4=y"], 2,
-     "keyframe 4 ('y') is past the last frame: the animation has 4 frames (0-3); move it below 4 or raise --frames"),
-    ("animate-story-every-past-the-end", ["animate", "a^b", "{T}", "--frames", "4", "--story-every", "5"], 2,
-     "story prompt 'b' starts at frame 5 but the animation has 4 frames; lower --story-every or raise --frames"),
+    (
+        "animate-keyframe-past-the-last-frame",
+        ["animate", "x", "{T}", "--frames", "4", "--keyframe", "4=y"],
+        2,
+        "keyframe 4 ('y') is past the last frame: the animation has 4 frames (0-3); move it below 4 or raise --frames",
+    ),
+    (
+        "animate-story-every-past-the-end",
+        ["animate", "a^b", "{T}", "--frames", "4", "--story-every", "5"],
+        2,
+        "story prompt 'b' starts at frame 5 but the animation has 4 frames; lower --story-every or raise --frames",
+    ),
     ("animate-keyframes-without-a-start", ["animate", "{T}", "--keyframe", "2=y"], 2, "add a keyframe at frame 0"),
     ("animate-keyframe-not-a-number", ["animate", "x", "{T}", "--keyframe", "1.5=y"], 2, "--keyframe takes N=PROMPT"),
     ("animate-keyframe-bad-prompt", ["animate", "x", "{T}", "--keyframe", "2=y:0"], 2, "has weight 0"),
-    ("animate-blend-too-long", ["animate", "a^b", "{T}", "--frames", "4", "--blend", "2"], 2,
-     "blend of 2 frames does not fit the segment 'b' (frames 2-3); lower --blend"),
+    (
+        "animate-blend-too-long",
+        ["animate", "a^b", "{T}", "--frames", "4", "--blend", "2"],
+        2,
+        "blend of 2 frames does not fit the segment 'b' (frames 2-3); lower --blend",
+    ),
     ("score-image-not-an-image", ["score", "{in}/text.png", "--prompt", "x", "{C}"], 2, "cannot read image"),
     ("score-image-missing", ["score", "{in}/missing.png", "--prompt", "x", "{C}"], 2, "does not exist"),
     ("rank-folder-missing", ["rank", "{in}/missing", "x", "{C}"], 2, "does not exist"),
@@ -264,8 +331,7 @@ def _argv(argv, files, tiny_models, tiny_args):
 
 
 @pytest.mark.parametrize("case, argv, code, fragment", OTHERS, ids=[c[0] for c in OTHERS])
-def test_other_commands_bad_input(case, argv, code, fragment, files, tiny_models, tiny_args, tmp_path,
-                                  no_model_loads):
+def test_other_commands_bad_input(case, argv, code, fragment, files, tiny_models, tiny_args, tmp_path, no_model_loads):
     result = runner.invoke(app, _argv(argv, files, tiny_models, tiny_args))
     _assert_one_line_error(result, code, fragment)
     assert not (tmp_path / "outputs").exists()
@@ -276,8 +342,9 @@ def test_batch_out_is_a_file(files, tiny_models, tiny_args, tmp_path, no_model_l
     _assert_one_line_error(runner.invoke(app, argv), 1, "is a file, not a folder")
 
 
-def test_batch_size_that_cannot_fit_fails_before_any_model_loads(tiny_models, tiny_args, tmp_path, monkeypatch,
-                                                                  no_model_loads):
+def test_batch_size_that_cannot_fit_fails_before_any_model_loads(
+    tiny_models, tiny_args, tmp_path, monkeypatch, no_model_loads
+):
     from vqclip import memory
     from vqclip.config import Config
 
@@ -287,8 +354,20 @@ def test_batch_size_that_cannot_fit_fails_before_any_model_loads(tiny_models, ti
     monkeypatch.setattr(memory, "available_bytes", lambda device: (one + three) // 2)  # fits one image, not 3
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\na blue square\na green triangle\n")
-    argv = ["batch", str(prompts), *tiny_args[:4], "--size", "32", "32", "--device", "cpu",
-            "--out", str(tmp_path / "run"), "--batch-size", "3"]
+    argv = [
+        "batch",
+        str(prompts),
+        *tiny_args[:4],
+        "--size",
+        "32",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+        "--batch-size",
+        "3",
+    ]
     _assert_one_line_error(runner.invoke(app, argv), 2, "a smaller --batch-size")
     assert not (tmp_path / "run").exists()
 
@@ -335,15 +414,25 @@ def _empty_ckpt(folder):
     return path
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda d, src: _truncated_ckpt(d, src), "is corrupt or truncated"),
-    *[(lambda d, src, seed=seed: _garbage_ckpt(d, seed), "is corrupt or truncated") for seed in range(6)],
-    (lambda d, src: _bytes_ckpt(d, b"\x80\xbf" + bytes(64)), "is corrupt or truncated"),  # torch warns, then fails
-    (lambda d, src: _empty_ckpt(d), "is corrupt or truncated"),
-    (lambda d, src: _mismatched_ckpt(d), "does not fit its config"),
-    (lambda d, src: _tensorless_ckpt(d), "holds no state dict of tensors"),
-], ids=["truncated", *[f"garbage{seed}" for seed in range(6)], "unknown-protocol", "empty", "yaml-ckpt-mismatch",
-        "no-tensors"])
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda d, src: _truncated_ckpt(d, src), "is corrupt or truncated"),
+        *[(lambda d, src, seed=seed: _garbage_ckpt(d, seed), "is corrupt or truncated") for seed in range(6)],
+        (lambda d, src: _bytes_ckpt(d, b"\x80\xbf" + bytes(64)), "is corrupt or truncated"),  # torch warns, then fails
+        (lambda d, src: _empty_ckpt(d), "is corrupt or truncated"),
+        (lambda d, src: _mismatched_ckpt(d), "does not fit its config"),
+        (lambda d, src: _tensorless_ckpt(d), "holds no state dict of tensors"),
+    ],
+    ids=[
+        "truncated",
+        *[f"garbage{seed}" for seed in range(6)],
+        "unknown-protocol",
+        "empty",
+        "yaml-ckpt-mismatch",
+        "no-tensors",
+    ],
+)
 def test_bad_checkpoint_is_one_line_and_writes_nothing(make, fragment, tiny_args, tiny_models, tmp_path):
     ckpt = make(tmp_path, tiny_models["ckpt"])
     result = runner.invoke(app, ["generate", "x", *tiny_args, "--vqgan-ckpt", str(ckpt)])
@@ -377,8 +466,9 @@ def test_disk_full_on_a_real_tiny_filesystem(tiny_args, tmp_path):
                     f.write(b"\0" * 1024)
             except OSError as e:
                 assert e.errno == errno.ENOSPC
-        result = runner.invoke(app, ["generate", "x", *tiny_args, "--size", "64", "64", "--out", str(disk / "out"),
-                                     "--name", "run"])
+        result = runner.invoke(
+            app, ["generate", "x", *tiny_args, "--size", "64", "64", "--out", str(disk / "out"), "--name", "run"]
+        )
         _assert_one_line_error(result, 1, "No space left on device")
         assert [p for p in (disk / "out").rglob("*") if not p.is_dir()] == []
     finally:
@@ -448,12 +538,15 @@ def test_prompt_longer_than_clip_context_warns_and_runs(tiny_args, tmp_path):
     assert read_png_metadata(last)["prompt"] == prompt
 
 
-@pytest.mark.parametrize("prompt, recorded", [
-    ("a:1:2:3", "a:1:2:3"),  # text "a:1", weight 2, stop 3: only the last two numbers are fields
-    ("a photo: by x", "a photo: by x"),
-    ("cost ${oc.env:HOME} $5", "cost ${oc.env:HOME} $5"),  # text, never an interpolation
-    ("blurry:-1|sharp:2:0.5", "blurry:-1|sharp:2:0.5"),
-])
+@pytest.mark.parametrize(
+    "prompt, recorded",
+    [
+        ("a:1:2:3", "a:1:2:3"),  # text "a:1", weight 2, stop 3: only the last two numbers are fields
+        ("a photo: by x", "a photo: by x"),
+        ("cost ${oc.env:HOME} $5", "cost ${oc.env:HOME} $5"),  # text, never an interpolation
+        ("blurry:-1|sharp:2:0.5", "blurry:-1|sharp:2:0.5"),
+    ],
+)
 def test_odd_but_valid_prompts_run(prompt, recorded, tiny_args, tmp_path):
     _, last = _run([prompt, *tiny_args, "--steps", "1"], tmp_path)
     meta = read_png_metadata(last)

@@ -29,8 +29,23 @@ PROMPTS = "# three prompts\na red circle\n\na blue square  ## seed=3\n   # inden
 
 
 def model_args(tiny_models, out):
-    return ["--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32", "--steps", "3",
-            "--cutn", "2", "--device", "cpu", "--out", str(out)]
+    return [
+        "--vqgan",
+        tiny_models["vqgan"],
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--steps",
+        "3",
+        "--cutn",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
 
 
 def test_job_file_forms(tmp_path):
@@ -39,20 +54,24 @@ def test_job_file_forms(tmp_path):
     jobs = read_jobs(text)
     assert [j.prompt for j in jobs] == ["a red circle", "a blue square", "a green #1 tree", "a red circle", "small"]
     assert jobs[1].options == {"seed": 3} and jobs[1].source == "p.txt:4"
-    assert jobs[4].options == {"width": 48, "height": 32, "optim.lr": 0.05, "cutouts.cut_pow": 2,
-                               "output.name": "x"}
+    assert jobs[4].options == {"width": 48, "height": 32, "optim.lr": 0.05, "cutouts.cut_pow": 2, "output.name": "x"}
     assert jobs[0].id != jobs[3].id and jobs[3].id.startswith(jobs[0].id)  # a repeated prompt is a second job
     assert read_jobs(text)[2].id == jobs[2].id  # ids are stable across reads
     yml = tmp_path / "p.yaml"
-    yml.write_text("- a red circle\n- {prompt: a seed^a tree, seed: 4, optim: {lr: 0.2}}\n"
-                   "- {keyframes: {0: a seed, 2: a tree}, size: [48, 32]}\n")
+    yml.write_text(
+        "- a red circle\n- {prompt: a seed^a tree, seed: 4, optim: {lr: 0.2}}\n"
+        "- {keyframes: {0: a seed, 2: a tree}, size: [48, 32]}\n"
+    )
     y = read_jobs(yml)
     assert y[1].options == {"seed": 4, "optim": {"lr": 0.2}} and y[1].prompt == "a seed^a tree"
     assert y[2].options == {"keyframes": {0: "a seed", 2: "a tree"}, "width": 48, "height": 32}
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"prompt": "a", "steps": 5}\n\n"b"\n{"keyframes": {"0": "c", "3": "d"}}\n')
-    assert [(j.prompt, j.options) for j in read_jobs(jsonl)] == \
-        [("a", {"steps": 5}), ("b", {}), ("", {"keyframes": {0: "c", 3: "d"}})]
+    assert [(j.prompt, j.options) for j in read_jobs(jsonl)] == [
+        ("a", {"steps": 5}),
+        ("b", {}),
+        ("", {"keyframes": {0: "c", 3: "d"}}),
+    ]
     bad = tmp_path / "bad.txt"
     bad.write_text("ok\nx  ## seed\n")
     with pytest.raises(ConfigError, match="bad.txt:2"):
@@ -96,8 +115,18 @@ def test_sigkill_after_first_prompt_then_resume(tiny_models, tmp_path):
     prompts, out = tmp_path / "p.txt", tmp_path / "out"
     # the later prompts run long enough that the kill surely lands while the second is in flight
     prompts.write_text("first  ## steps=2\nsecond  ## steps=400\nthird  ## steps=3\n")
-    args = [sys.executable, "-m", "vqclip", "batch", str(prompts), *model_args(tiny_models, out), "--seed", "1",
-            "--save-every", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "vqclip",
+        "batch",
+        str(prompts),
+        *model_args(tiny_models, out),
+        "--seed",
+        "1",
+        "--save-every",
+        "1",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -135,8 +164,12 @@ def test_sigkill_with_save_state_resumes_the_image_in_flight_from_its_last_frame
     prompts, out = tmp_path / "p.txt", tmp_path / "out"
     prompts.write_text("first  ## steps=2\nsecond  ## steps=80\n")
     args = ["batch", str(prompts), *model_args(tiny_models, out), "--seed", "1", "--save-every", "1", "--save-state"]
-    proc = subprocess.Popen([sys.executable, "-m", "vqclip", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vqclip", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.time() + 120
         while len(list(out.glob("0002-*/frames/step_*.png"))) < 5:
@@ -156,15 +189,26 @@ def test_sigkill_with_save_state_resumes_the_image_in_flight_from_its_last_frame
     second = read_jsonl(out / "manifest.jsonl")[-1]
     reference = read_jsonl(tmp_path / "whole" / "manifest.jsonl")[-1]
     assert second["prompt"] == "second" and second["resumed"] == [saved["step"]] and second["folder"] == folder.name
-    assert np.array_equal(np.asarray(Image.open(out / second["image"])),
-                          np.asarray(Image.open(tmp_path / "whole" / reference["image"])))
+    assert np.array_equal(
+        np.asarray(Image.open(out / second["image"])), np.asarray(Image.open(tmp_path / "whole" / reference["image"]))
+    )
     assert len(list(out.glob("0002-*"))) == 1 and not (folder / "state.json").exists()
 
 
 def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path):
     out = tmp_path / "out"
-    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "steps": 4, "cutouts.cutn": 2, "device": "cpu", "output.save_every": 0})
+    base = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 4,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "output.save_every": 0,
+        }
+    )
     prompts = tmp_path / "p.txt"
     prompts.write_text("one\ntwo\nthree\n")
     planned = plan_jobs(read_jobs(prompts), base, 5)
@@ -177,8 +221,10 @@ def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path
             raise KeyboardInterrupt
 
     result = run_batch(planned, out, cpu, 1, on_step=interrupt_in_second_group, models=cache)
-    assert result.interrupted and [(r["prompt"], r["status"]) for r in result.records] == \
-        [("one", "done"), ("two", "interrupted")]
+    assert result.interrupted and [(r["prompt"], r["status"]) for r in result.records] == [
+        ("one", "done"),
+        ("two", "interrupted"),
+    ]
     assert read_png_metadata(out / result.records[1]["image"])["status"] == "interrupted"
     resumed = run_batch(planned, out, cpu, 1, models=cache)
     assert [(r["prompt"], r["status"]) for r in resumed.records] == [("two", "done"), ("three", "done")]
@@ -186,8 +232,18 @@ def test_ctrl_c_saves_in_flight_images_and_resume_finishes(tiny_models, tmp_path
 
 
 def test_a_batch_of_two_stopped_by_ctrl_c_resumes_both_images_together_to_the_same_pixels(tiny_models, tmp_path):
-    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "steps": 6, "cutouts.cutn": 2, "device": "cpu", "output.save_every": 2})
+    base = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 6,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "output.save_every": 2,
+        }
+    )
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle\na blue square\n")
     planned = plan_jobs(read_jobs(prompts), base, 5)
@@ -203,8 +259,10 @@ def test_a_batch_of_two_stopped_by_ctrl_c_resumes_both_images_together_to_the_sa
     whole = run_batch(planned, tmp_path / "whole", cpu, 2, models=cache)
     for r, ref in zip(resumed.records, whole.records, strict=True):
         assert r["resumed"] == [3] and r["batch"] == 2 and r["folder"] == ref["folder"]
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / r["image"])),
-                              np.asarray(Image.open(tmp_path / "whole" / ref["image"])))
+        assert np.array_equal(
+            np.asarray(Image.open(tmp_path / "out" / r["image"])),
+            np.asarray(Image.open(tmp_path / "whole" / ref["image"])),
+        )
     assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir()]) == 2
 
 
@@ -212,14 +270,27 @@ def test_batch_of_two_equals_two_single_runs(tiny_models, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle  ## seed=11\na blue square  ## seed=22\n")
     out = tmp_path / "batched"
-    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, out), "--steps", "5",
-                                 "--cutn", "4", "--batch-size", "2"])
+    result = runner.invoke(
+        app, ["batch", str(prompts), *model_args(tiny_models, out), "--steps", "5", "--cutn", "4", "--batch-size", "2"]
+    )
     assert result.exit_code == 0, result.output
     records = read_jsonl(out / "manifest.jsonl")
     assert [r["batch"] for r in records] == [2, 2]
     for r in records:
-        single = runner.invoke(app, ["generate", r["prompt"], *model_args(tiny_models, tmp_path / "single"),
-                                     "--steps", "5", "--cutn", "4", "--seed", str(r["seed"])])
+        single = runner.invoke(
+            app,
+            [
+                "generate",
+                r["prompt"],
+                *model_args(tiny_models, tmp_path / "single"),
+                "--steps",
+                "5",
+                "--cutn",
+                "4",
+                "--seed",
+                str(r["seed"]),
+            ],
+        )
         assert single.exit_code == 0, single.output
         a = np.asarray(Image.open(out / r["image"]), dtype=np.int16)
         b = np.asarray(Image.open(single.stdout.strip().splitlines()[-1]), dtype=np.int16)
@@ -235,8 +306,20 @@ def test_two_gloo_ranks_do_every_prompt_exactly_once(tiny_models, tmp_path):
     prompts, out = tmp_path / "p.txt", tmp_path / "out"
     prompts.write_text("".join(f"prompt number {k}\n" for k in range(5)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
-           "-m", "vqclip", "batch", str(prompts), *model_args(tiny_models, out), "--seed", "0"]
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "vqclip",
+        "batch",
+        str(prompts),
+        *model_args(tiny_models, out),
+        "--seed",
+        "0",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = read_jsonl(out / "manifest.jsonl")
@@ -263,13 +346,29 @@ def test_groups_share_everything_but_prompt_seed_and_name(tiny_models, tmp_path)
     from vqclip.batch import make_groups
 
     jobs = tmp_path / "p.yaml"
-    jobs.write_text("- a\n- {prompt: b, seed: 4, name: bee}\n- {prompt: c, steps: 5}\n- a seed^a tree\n"
-                    "- a seed^a flower\n- {prompt: d, keyframes: {0: d, 2: e}}\n- f\n")
-    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]],
-                            "width": 32, "height": 32, "steps": 4, "device": "cpu"})
+    jobs.write_text(
+        "- a\n- {prompt: b, seed: 4, name: bee}\n- {prompt: c, steps: 5}\n- a seed^a tree\n"
+        "- a seed^a flower\n- {prompt: d, keyframes: {0: d, 2: e}}\n- f\n"
+    )
+    base = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 4,
+            "device": "cpu",
+        }
+    )
     groups = make_groups(plan_jobs(read_jobs(jobs), base, 0), 2)
-    assert [[p.job.prompt for p in g] for g in groups] == \
-        [["a", "b"], ["f"], ["c"], ["a seed^a tree"], ["a seed^a flower"], ["d"]]
+    assert [[p.job.prompt for p in g] for g in groups] == [
+        ["a", "b"],
+        ["f"],
+        ["c"],
+        ["a seed^a tree"],
+        ["a seed^a flower"],
+        ["d"],
+    ]
     story = next(g[0] for g in groups if g[0].job.prompt == "d")
     assert [s for s, _ in story.plan.story] == [2]
 
@@ -298,8 +397,9 @@ def test_the_contact_sheet_leaves_out_an_image_it_cannot_read(tmp_path, caplog):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "final.png")
-    records = [{"id": k, "index": k, "status": "done", "image": f"{k}/final.png", "prompt": k, "seed": 1}
-               for k in ("a", "b")]
+    records = [
+        {"id": k, "index": k, "status": "done", "image": f"{k}/final.png", "prompt": k, "seed": 1} for k in ("a", "b")
+    ]
     png = (tmp_path / "b" / "final.png").read_bytes()
     (tmp_path / "b" / "final.png").write_bytes(png[:30] + bytes(len(png) - 30))  # same size, zeroed
     sheet = contact_sheet(tmp_path, records)
@@ -336,10 +436,13 @@ def test_every_manifest_row_is_checked_before_resume(case, row, fragment, tiny_m
 def test_seeds_that_overflow_when_a_batch_adds_k_are_refused(tiny_models, tmp_path, no_model_loads):
     prompts = tmp_path / "p.txt"
     prompts.write_text("one\ntwo\nthree\n")
-    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out"),
-                                 "--seed", str(2**63 - 2)])
-    assert result.exit_code == 2 and "p.txt:3: --seed 9223372036854775806 + job index 2 must be between 0 and " \
-        "2**63-1" in result.stderr
+    result = runner.invoke(
+        app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out"), "--seed", str(2**63 - 2)]
+    )
+    assert (
+        result.exit_code == 2
+        and "p.txt:3: --seed 9223372036854775806 + job index 2 must be between 0 and 2**63-1" in result.stderr
+    )
     prompts.write_text("one  ## seed=true\n")
     result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out")])
     assert result.exit_code == 2 and "p.txt:1: seed must be a whole number, got True" in result.stderr
@@ -351,8 +454,9 @@ def test_a_loss_that_is_not_a_number_is_recorded_as_null(tmp_path):
     assert path.read_text() == '{"id": "a", "status": "done", "loss": null, "more": [null]}\n'
 
 
-def test_a_batch_on_a_folder_another_batch_holds_is_refused_before_any_model_loads(tiny_models, tmp_path,
-                                                                                   no_model_loads):
+def test_a_batch_on_a_folder_another_batch_holds_is_refused_before_any_model_loads(
+    tiny_models, tmp_path, no_model_loads
+):
     from vqclip.locks import try_lock
 
     prompts, out = tmp_path / "p.txt", tmp_path / "out"
@@ -384,17 +488,31 @@ def test_a_second_batch_on_the_same_folder_is_refused_while_the_first_runs(tiny_
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)
     assert second.returncode == 2, second.stderr
-    assert second.stderr.strip().splitlines()[-1] == f"error: another vqclip batch is writing to {out}; let it " \
+    assert (
+        second.stderr.strip().splitlines()[-1] == f"error: another vqclip batch is writing to {out}; let it "
         "finish (then rerun to resume), or choose another --out"
+    )
     assert len(list(out.glob("0001-*"))) == 1 and not list(out.glob("0002-*"))  # nothing done twice
 
 
 @settings(max_examples=int(os.environ.get("FUZZ", 100)), deadline=None)
-@given(rows=st.lists(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                                  lambda inner: st.lists(inner, max_size=3) |
-                                  st.dictionaries(st.sampled_from(["id", "status", "image", "index", "prompt", "seed",
-                                                                   "loss", "x"]), inner, max_size=5),
-                                  max_leaves=10), max_size=5))
+@given(
+    rows=st.lists(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["id", "status", "image", "index", "prompt", "seed", "loss", "x"]),
+                    inner,
+                    max_size=5,
+                )
+            ),
+            max_leaves=10,
+        ),
+        max_size=5,
+    )
+)
 def test_any_manifest_is_read_or_refused_in_one_line(rows, tmp_path_factory):
     """Whatever the manifest holds, resume reads it or gives one UsageError, and the sheet never crashes."""
     from vqclip.batch import contact_sheet, finished_ids

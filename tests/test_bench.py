@@ -21,9 +21,21 @@ from vqclip.optimize import Guide, optimize, random_latent, synth
 from vqclip.prompts import parse_prompts
 from vqclip.runner import embed_prompts, settings
 
-KEYS = ["config", "device", "s_per_step_median", "steps_per_s", "images_per_hour", "peak_memory_bytes",
-        "tflops_achieved", "quality_ratio", "s_per_step_p10", "s_per_step_p90", "time_to_first_step_s",
-        "flops_per_step", "versions"]
+KEYS = [
+    "config",
+    "device",
+    "s_per_step_median",
+    "steps_per_s",
+    "images_per_hour",
+    "peak_memory_bytes",
+    "tflops_achieved",
+    "quality_ratio",
+    "s_per_step_p10",
+    "s_per_step_p90",
+    "time_to_first_step_s",
+    "flops_per_step",
+    "versions",
+]
 
 
 def test_bench_smoke_cli_writes_sane_json(tmp_path, monkeypatch):
@@ -82,8 +94,9 @@ def test_quality_guard_fails_a_path_that_optimises_worse(monkeypatch):
         return adam(params, lr, wd, **({"eps": 10.0} if fused else {}), **kw)
 
     monkeypatch.setitem(optimize.OPTIMIZERS, "adam", timid)
-    r = run_bench(BenchOptions(smoke=True, steps=2, quality_steps=10, speed=SpeedConfig(fused_optim=True)),
-                  torch.device("cpu"))
+    r = run_bench(
+        BenchOptions(smoke=True, steps=2, quality_steps=10, speed=SpeedConfig(fused_optim=True)), torch.device("cpu")
+    )
     assert r["fast_path"]["fused_optim"] and r["grad_cosine"] > 0.999  # the gradient itself is right
     assert r["quality_ratio"] < 0.5 and not r["quality_pass"]
 
@@ -123,7 +136,7 @@ def _pixel_theta(x0, y0, c, w, h):
 
 def _reference_crop(image, x0, y0, c, cut, k):
     """One crop on its own: slice the box, resize it to k*cut bilinearly, average-pool by k."""
-    crop = image[None, :, y0:y0 + c, x0:x0 + c]
+    crop = image[None, :, y0 : y0 + c, x0 : x0 + c]
     crop = F.interpolate(crop, size=(cut * k, cut * k), mode="bilinear", align_corners=False)
     return F.avg_pool2d(crop, k)[0] if k > 1 else crop[0]
 
@@ -210,11 +223,15 @@ def test_fast_path_resolution(monkeypatch):
     assert fastpath.resolve(SpeedConfig(precision="fp32"), cuda, 256, 256).decoder_bf16 is False
     # the compile mode counts only when compiling; CUDA graphs come with reduce-overhead and max-autotune
     assert fastpath.resolve(SpeedConfig(compile_mode="reduce-overhead"), cuda, 256, 256).compile_mode == "default"
-    modes = {m: fastpath.resolve(SpeedConfig(compile=True, compile_mode=m), cuda, 256, 256)
-             for m in ("default", "reduce-overhead", "max-autotune")}
+    modes = {
+        m: fastpath.resolve(SpeedConfig(compile=True, compile_mode=m), cuda, 256, 256)
+        for m in ("default", "reduce-overhead", "max-autotune")
+    }
     assert {m: (f.compile_mode, f.cudagraphs) for m, f in modes.items()} == {
-        "default": ("default", False), "reduce-overhead": ("reduce-overhead", True),
-        "max-autotune": ("max-autotune", True)}
+        "default": ("default", False),
+        "reduce-overhead": ("reduce-overhead", True),
+        "max-autotune": ("max-autotune", True),
+    }
 
 
 def test_bench_refuses_an_unknown_compile_mode():
@@ -244,8 +261,7 @@ def _loop(speed: SpeedConfig, device: torch.device, steps: int = 3):
     """Run the smoke models' generate loop; every Step's image is kept as yielded (not copied) and as a copy."""
     models = build_models(SMOKE, device)
     cfg, plan = run_config(SMOKE, steps, speed)
-    held = [(st.loss, st.image, st.image.clone()) for st in
-            bench_steps(cfg, plan, models, device, [plan.prompts], [0])]
+    held = [(st.loss, st.image, st.image.clone()) for st in bench_steps(cfg, plan, models, device, [plan.prompts], [0])]
     for _, image, copy_at_yield in held:  # a later step (a CUDA graph replay) must not overwrite an earlier Step
         assert torch.equal(image, copy_at_yield)
     return held, models
@@ -335,8 +351,9 @@ def smoke_jsons(tmp_path_factory):
     """Real `vqclip bench --smoke --json` files of the fast path and of the reference path."""
     folder = tmp_path_factory.mktemp("bench-results")
     for name, extra in [("smoke", []), ("smoke-reference", ["--reference"])]:
-        result = CliRunner().invoke(app, ["bench", "--smoke", "--steps", "3", "--device", "cpu",
-                                          "--json", str(folder / f"{name}.json"), *extra])
+        result = CliRunner().invoke(
+            app, ["bench", "--smoke", "--steps", "3", "--device", "cpu", "--json", str(folder / f"{name}.json"), *extra]
+        )
         assert result.exit_code == 0, result.output
     return folder
 
@@ -355,8 +372,10 @@ def test_markdown_rows_from_smoke_json(smoke_jsons):
         cells = _cells(text, prefix)
         scale, unit = (1e3, "ms") if r["s_per_step_median"] < 0.1 else (1, "s")
         assert cells[2] == r["device"]
-        assert cells[3] == (f"{r['s_per_step_median'] * scale:.3g} {unit} ({r['s_per_step_p10'] * scale:.3g}-"
-                            f"{r['s_per_step_p90'] * scale:.3g})")
+        assert cells[3] == (
+            f"{r['s_per_step_median'] * scale:.3g} {unit} ({r['s_per_step_p10'] * scale:.3g}-"
+            f"{r['s_per_step_p90'] * scale:.3g})"
+        )
         assert cells[4] == f"{r['steps_per_s']:.3g}" and cells[5] == f"{r['images_per_hour']:,.0f}"
         assert cells[6] == f"{r['peak_memory_bytes'] / 1e9:.3g} GB" and cells[7] == f"{r['tflops_achieved']:.3g}"
         assert cells[8] == f"{r['quality_ratio']:.3f}"
@@ -369,11 +388,26 @@ def test_markdown_rows_from_smoke_json(smoke_jsons):
     assert text.count("(not measured)") == len(TARGETS)
 
 
-def _figures(base: dict, config: str, path: str = "fast", device: str = "NVIDIA H100 80GB HBM3",
-             s_per_step: float = 0.01, **figures) -> dict:
+def _figures(
+    base: dict,
+    config: str,
+    path: str = "fast",
+    device: str = "NVIDIA H100 80GB HBM3",
+    s_per_step: float = 0.01,
+    **figures,
+) -> dict:
     r = copy.deepcopy(base)
-    r.update(config=config, path=path, device=device, s_per_step_median=s_per_step, s_per_step_p10=s_per_step,
-             s_per_step_p90=s_per_step, steps_per_s=1 / s_per_step, quality_ratio=1.0, quality_pass=True)
+    r.update(
+        config=config,
+        path=path,
+        device=device,
+        s_per_step_median=s_per_step,
+        s_per_step_p10=s_per_step,
+        s_per_step_p90=s_per_step,
+        steps_per_s=1 / s_per_step,
+        quality_ratio=1.0,
+        quality_pass=True,
+    )
     r.update(figures)
     return r
 
@@ -396,10 +430,17 @@ def test_targets_met_or_not(smoke_jsons):
     assert cpu == [True, False]
     verdicts = {(v["target"].config, v["target"].metric): v for v in all_verdicts if v["result"] is not results[-1]}
     assert {k: v["met"] for k, v in verdicts.items()} == {
-        ("S", "s_per_step_median"): True, ("S", "speedup"): True, ("S", "quality_ratio"): True,
+        ("S", "s_per_step_median"): True,
+        ("S", "speedup"): True,
+        ("S", "quality_ratio"): True,
         ("S8", "images_per_hour"): True,
-        ("M", "s_per_step_median"): False, ("M", "speedup"): False, ("M", "quality_ratio"): False,
-        ("L", "peak_memory_bytes"): False, ("CPU", "s_per_step_median"): True, ("CPU", "quality_ratio"): True}
+        ("M", "s_per_step_median"): False,
+        ("M", "speedup"): False,
+        ("M", "quality_ratio"): False,
+        ("L", "peak_memory_bytes"): False,
+        ("CPU", "s_per_step_median"): True,
+        ("CPU", "quality_ratio"): True,
+    }
     assert set(verdicts) == {(t.config, t.metric) for t in TARGETS}
     assert math.isclose(verdicts["S", "speedup"]["value"], 0.016 / 0.0035)
     assert all(v["note"] == "" for v in verdicts.values())

@@ -26,8 +26,10 @@ def test_kept_bf16_weights_are_autocasts_maths(tiny_models):
     vqgan.requires_grad_(False).set_fused_attention(True)
     clip = load_clip(tiny_models["clip"])
     clip.set_fused(True)  # its patch embedding has a forward of its own: it must read the kept copy too
-    cases = [(vqgan.decoder, vqgan.decode, torch.randn(2, 32, 8, 8)),
-             (clip.model.visual, clip.encode_image, torch.rand(2, 3, 32, 32))]
+    cases = [
+        (vqgan.decoder, vqgan.decode, torch.randn(2, 32, 8, 8)),
+        (clip.model.visual, clip.encode_image, torch.rand(2, 3, 32, 32)),
+    ]
     for module, fn, x in cases:
         bf16.keep([module], False)
         plain = _run(fn, x, True), _run(fn, x, False)

@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def _without(args, option, count):
     i = args.index(option)
-    return args[:i] + args[i + 1 + count:]
+    return args[:i] + args[i + 1 + count :]
 
 
 def _run(command, size_args, tiny_args, tmp_path):
@@ -34,8 +34,11 @@ def _run(command, size_args, tiny_args, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["generate", "batch", "animate"])
-@pytest.mark.parametrize("form", [["--size", "48", "32"], ["--size", "48x32"], ["--size=48x32"], ["--size", "48X32"]],
-                         ids=["W H", "WxH", "=WxH", "WXH"])
+@pytest.mark.parametrize(
+    "form",
+    [["--size", "48", "32"], ["--size", "48x32"], ["--size=48x32"], ["--size", "48X32"]],
+    ids=["W H", "WxH", "=WxH", "WXH"],
+)
 def test_size_takes_both_forms(command, form, tiny_args, tmp_path):
     result = _run(command, form, tiny_args, tmp_path)
     assert result.exit_code == 0, result.output
@@ -46,10 +49,18 @@ def test_size_takes_both_forms(command, form, tiny_args, tmp_path):
             assert im.size == (48, 32)  # width first, as in the job files' 384x256
 
 
-@pytest.mark.parametrize("bad, shown", [(["--size", "48"], "'48'"), (["--size", "abc"], "'abc'"),
-                                        (["--size", "48", "--steps", "2"], "'48'"), (["--size=48"], "'48'"),
-                                        (["--size", "48x"], "'48x'"), (["--size"], "'nothing'"),
-                                        (["--size", "4.5", "3"], "'4.5 3'")])
+@pytest.mark.parametrize(
+    "bad, shown",
+    [
+        (["--size", "48"], "'48'"),
+        (["--size", "abc"], "'abc'"),
+        (["--size", "48", "--steps", "2"], "'48'"),
+        (["--size=48"], "'48'"),
+        (["--size", "48x"], "'48x'"),
+        (["--size"], "'nothing'"),
+        (["--size", "4.5", "3"], "'4.5 3'"),
+    ],
+)
 def test_a_bad_size_says_which_forms_it_takes(bad, shown, tiny_args, tmp_path, no_model_loads, monkeypatch, capsys):
     """Through the entry point users run (`vqclip`: click's usage errors as one line)."""
     import sys
@@ -109,4 +120,5 @@ def test_help_defaults_follow_the_dataclass(monkeypatch):
 def _with(init, **overrides):
     def patched(self, *args, **kwargs):
         init(self, *args, **{**overrides, **kwargs})
+
     return patched

@@ -29,8 +29,10 @@ RELIED_ON = {
 
 @pytest.mark.parametrize("name", sorted(RELIED_ON))
 def test_every_open_clip_name_vqclip_relies_on_is_there(name):
-    assert hasattr(open_clip, name), (f"open_clip {version('open_clip_torch')} has no {name}, which vqclip.clip "
-                                      f"calls: adapt vqclip/clip.py before raising the bound in pyproject.toml")
+    assert hasattr(open_clip, name), (
+        f"open_clip {version('open_clip_torch')} has no {name}, which vqclip.clip "
+        f"calls: adapt vqclip/clip.py before raising the bound in pyproject.toml"
+    )
     params = set(inspect.signature(getattr(open_clip, name)).parameters)
     assert RELIED_ON[name] <= params, f"open_clip.{name} lost {RELIED_ON[name] - params}"
 
@@ -50,8 +52,15 @@ def _uses(tree: ast.AST) -> set[str]:
 
 def test_vqclip_uses_no_open_clip_internals_that_are_going_away():
     """open_clip's development branch drops openai.py and TorchScript loading; vqclip reads archives itself."""
-    banned = {"open_clip.openai", "open_clip.load_openai_model", "open_clip.list_openai_models", "torch.jit.load",
-              "jit.load", "open_clip.factory", "open_clip.model"}
+    banned = {
+        "open_clip.openai",
+        "open_clip.load_openai_model",
+        "open_clip.list_openai_models",
+        "torch.jit.load",
+        "jit.load",
+        "open_clip.factory",
+        "open_clip.model",
+    }
     offenders = {}
     for path in sorted(ROOT.rglob("*.py")):
         used = _uses(ast.parse(path.read_text())) & banned
@@ -70,13 +79,16 @@ def test_pyproject_bounds_open_clip_to_the_major_version_tested():
     assert f"{major + 1}.0" not in spec, f"pyproject admits open_clip {major + 1}, which vqclip was not tested with"
 
 
-@pytest.mark.parametrize("spec, parsed", [
-    ("ViT-B-32", ClipSpec("ViT-B-32")),
-    ("ViT-B-32:openai", ClipSpec("ViT-B-32", "openai")),
-    ("ViT-B-32:random", ClipSpec("ViT-B-32", None, random=True)),
-    ("ViT-B-32-quickgelu:/x/ViT-B-32.pt", ClipSpec("ViT-B-32-quickgelu", "/x/ViT-B-32.pt")),
-    ("local-dir:/m/clip", ClipSpec("local-dir:/m/clip")),
-    ("local-dir:/m/clip:random", ClipSpec("local-dir:/m/clip", random=True)),
-])
+@pytest.mark.parametrize(
+    "spec, parsed",
+    [
+        ("ViT-B-32", ClipSpec("ViT-B-32")),
+        ("ViT-B-32:openai", ClipSpec("ViT-B-32", "openai")),
+        ("ViT-B-32:random", ClipSpec("ViT-B-32", None, random=True)),
+        ("ViT-B-32-quickgelu:/x/ViT-B-32.pt", ClipSpec("ViT-B-32-quickgelu", "/x/ViT-B-32.pt")),
+        ("local-dir:/m/clip", ClipSpec("local-dir:/m/clip")),
+        ("local-dir:/m/clip:random", ClipSpec("local-dir:/m/clip", random=True)),
+    ],
+)
 def test_specs_parse_and_print_back(spec, parsed):
     assert parse_clip_spec(spec) == parsed and str(parsed) == spec

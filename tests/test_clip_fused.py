@@ -78,8 +78,9 @@ def test_blocks_of_another_shape_are_left_alone():
         def __init__(self):
             super().__init__()
             self.transformer = nn.Module()
-            self.transformer.resblocks = nn.ModuleList([Block(batch_first=True), Block(batch_first=False),
-                                                        Block(batch_first=True, add_bias_kv=True)])
+            self.transformer.resblocks = nn.ModuleList(
+                [Block(batch_first=True), Block(batch_first=False), Block(batch_first=True, add_bias_kv=True)]
+            )
             self.conv1 = nn.Conv2d(3, 8, 4, stride=2)
 
     tower = Tower()

@@ -106,13 +106,16 @@ def test_classify_is_softmax_of_scaled_cosines(perceptor, folder):
     assert sorted(p.label for p in preds) == sorted(labels)
     probs = [p.probability for p in preds]
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-5
-    cos = torch.tensor(clip_tools.score(perceptor, [image], "a red circle")
-                       + clip_tools.score(perceptor, [image], "a blue square")
-                       + clip_tools.score(perceptor, [image], "a green triangle"))
+    cos = torch.tensor(
+        clip_tools.score(perceptor, [image], "a red circle")
+        + clip_tools.score(perceptor, [image], "a blue square")
+        + clip_tools.score(perceptor, [image], "a green triangle")
+    )
     expected = (perceptor.logit_scale * cos).softmax(0)
     assert perceptor.logit_scale != 1.0
-    assert {p.label: round(p.probability, 5) for p in preds} == \
-        {lb: round(float(e), 5) for lb, e in zip(labels, expected)}
+    assert {p.label: round(p.probability, 5) for p in preds} == {
+        lb: round(float(e), 5) for lb, e in zip(labels, expected)
+    }
 
 
 def test_label_embeddings_average_the_templates(perceptor):
@@ -192,32 +195,49 @@ def test_broken_cache_file_is_recomputed(tiny_models, folder, encode_calls):
 
 
 def test_classify_prints_probabilities_best_first(tiny_models, folder):
-    result, rows, lines = invoke("classify", folder / "00-red-circle.png", "--labels", "red circle, blue square,cat",
-                                 "--clip", tiny_models["clip"])
+    result, rows, lines = invoke(
+        "classify",
+        folder / "00-red-circle.png",
+        "--labels",
+        "red circle, blue square,cat",
+        "--clip",
+        tiny_models["clip"],
+    )
     assert result.exit_code == 0, result.output
     assert len(lines) == 3 and sorted(lb for _, lb in rows) == ["blue square", "cat", "red circle"]
     probs = [p for p, _ in rows]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-3)
-    _, one_template, _ = invoke("classify", folder / "00-red-circle.png", "--labels", "red circle,blue square",
-                                "--template", "a {}", "--clip", tiny_models["clip"])
+    _, one_template, _ = invoke(
+        "classify",
+        folder / "00-red-circle.png",
+        "--labels",
+        "red circle,blue square",
+        "--template",
+        "a {}",
+        "--clip",
+        tiny_models["clip"],
+    )
     assert len(one_template) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["score", "missing.png", "--prompt", "x"], "image missing.png does not exist"),
-    (["score", "{folder}", "--prompt", "x"], "is a folder; give image files"),
-    (["score", "{img}", "--prompt", "  "], "the prompt is empty"),
-    (["score", "{folder}/notes.txt", "--prompt", "x"], "cannot read image"),
-    (["classify", "{img}", "--labels", " , "], "give at least two labels"),
-    (["classify", "{img}", "--labels", "cat"], "give at least two labels"),
-    (["classify", "{img}", "--labels", "cat,dog,Cat"], "label 'Cat' is given twice"),
-    (["classify", "{img}", "--labels", "cat,dog", "--template", "a photo"], "needs exactly one {}"),
-    (["classify", "missing.png", "--labels", "cat,dog"], "image missing.png does not exist"),
-    (["rank", "nowhere", "x"], "folder nowhere does not exist"),
-    (["rank", "{empty}", "x"], "holds no images"),
-    (["rank", "{folder}", "x", "--top", "0"], "--top must be at least 1"),
-    (["rank", "{folder}", " "], "the query is empty"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["score", "missing.png", "--prompt", "x"], "image missing.png does not exist"),
+        (["score", "{folder}", "--prompt", "x"], "is a folder; give image files"),
+        (["score", "{img}", "--prompt", "  "], "the prompt is empty"),
+        (["score", "{folder}/notes.txt", "--prompt", "x"], "cannot read image"),
+        (["classify", "{img}", "--labels", " , "], "give at least two labels"),
+        (["classify", "{img}", "--labels", "cat"], "give at least two labels"),
+        (["classify", "{img}", "--labels", "cat,dog,Cat"], "label 'Cat' is given twice"),
+        (["classify", "{img}", "--labels", "cat,dog", "--template", "a photo"], "needs exactly one {}"),
+        (["classify", "missing.png", "--labels", "cat,dog"], "image missing.png does not exist"),
+        (["rank", "nowhere", "x"], "folder nowhere does not exist"),
+        (["rank", "{empty}", "x"], "holds no images"),
+        (["rank", "{folder}", "x", "--top", "0"], "--top must be at least 1"),
+        (["rank", "{folder}", " "], "the query is empty"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(tiny_models, folder, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
@@ -231,9 +251,15 @@ def test_bad_input_is_one_line_exit_2(tiny_models, folder, tmp_path, args, messa
 def test_input_errors_come_before_the_model_loads(folder):
     # a CLIP that does not exist: the image/label errors must win, so no model is ever loaded for them
     img = str(folder / "00-red-circle.png")
-    for args in (["score", "missing.png", "--prompt", "x"], ["score", img, "--prompt", " "], ["rank", "nowhere", "x"],
-                 ["rank", str(folder), ""], ["rank", str(folder), "x", "--top", "0"],
-                 ["classify", img, "--labels", "cat"], ["classify", img, "--labels", "a,b", "--template", "x"]):
+    for args in (
+        ["score", "missing.png", "--prompt", "x"],
+        ["score", img, "--prompt", " "],
+        ["rank", "nowhere", "x"],
+        ["rank", str(folder), ""],
+        ["rank", str(folder), "x", "--top", "0"],
+        ["classify", img, "--labels", "cat"],
+        ["classify", img, "--labels", "a,b", "--template", "x"],
+    ):
         result = runner.invoke(app, args + ["--clip", "local-dir:/no/such/clip"])
         assert result.exit_code == 2 and "clip" not in result.stderr.lower(), result.stderr
 
@@ -259,7 +285,8 @@ def _toy_clip_dir() -> Path:
 needs_toy = pytest.mark.skipif(
     not (_toy_clip_dir() / "open_clip_config.json").is_file(),
     reason=f"the toy CLIP is absent ({_toy_clip_dir()}): it lands as checkpoints/toy/clip, made by "
-           f"scripts/train_toy.py --only clip")
+    f"scripts/train_toy.py --only clip",
+)
 
 
 @needs_toy
@@ -268,8 +295,9 @@ def test_toy_classify_names_rendered_toy_images():
     labels = [f"{c} {s}" for c in toy.COLOURS for s in toy.SHAPES]
     items = [(c, s) for c in toy.COLOURS for s in toy.SHAPES] * 2
     paths = write_toy(Path("toy"), items, seed=123, size=32)
-    right = [clip_tools.classify(perceptor, p, labels, ["a {}"])[0].label == f"{c} {s}"
-             for p, (c, s) in zip(paths, items)]
+    right = [
+        clip_tools.classify(perceptor, p, labels, ["a {}"])[0].label == f"{c} {s}" for p, (c, s) in zip(paths, items)
+    ]
     assert sum(right) / len(right) >= 0.85, f"{sum(right)} of {len(right)} right"
     # and through the CLI, on an image larger than CLIP's input (resized and cropped on the way in)
     big = write_toy(Path("big"), [("yellow", "triangle")], seed=7, size=64)[0]
@@ -282,8 +310,18 @@ def test_toy_classify_names_rendered_toy_images():
 def test_toy_rank_puts_matching_images_first(tmp_path):
     folder = tmp_path / "mixed"
     reds = write_toy(folder / "a", [("red", "circle")] * 3, seed=1)
-    others = write_toy(folder / "b", [("red", "square"), ("red", "triangle"), ("blue", "circle"),
-                                      ("green", "circle"), ("yellow", "square"), ("blue", "triangle")], seed=2)
+    others = write_toy(
+        folder / "b",
+        [
+            ("red", "square"),
+            ("red", "triangle"),
+            ("blue", "circle"),
+            ("green", "circle"),
+            ("yellow", "square"),
+            ("blue", "triangle"),
+        ],
+        seed=2,
+    )
     for i, p in enumerate(reds + others):  # one flat folder, names that give nothing away
         p.rename(folder / f"img{(i * 7) % 9}.png")
     expected = {f"img{(i * 7) % 9}.png" for i in range(3)}
@@ -302,12 +340,14 @@ def outputs(tmp_path):
     out = tmp_path / "outputs"
     write_toy(out / "a-red-circle-s1", [("red", "circle")])[0].rename(out / "a-red-circle-s1" / "final.png")
     write_toy(out / "a-red-circle-s1" / "frames", [("red", "circle")])[0].rename(
-        out / "a-red-circle-s1" / "frames" / "step_00000.png")
+        out / "a-red-circle-s1" / "frames" / "step_00000.png"
+    )
     frames = [Image.fromarray(toy.render("red", "circle", np.random.default_rng(k), 32)) for k in range(3)]
     frames[0].save(out / "a-red-circle-s1" / "progress.gif", save_all=True, append_images=frames[1:])
     (out / "a-red-circle-s1" / "progress.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     write_toy(out / "batch" / "0001-a-blue-square-s3", [("blue", "square")])[0].rename(
-        out / "batch" / "0001-a-blue-square-s3" / "final.png")
+        out / "batch" / "0001-a-blue-square-s3" / "final.png"
+    )
     frames[0].save(out / "batch" / "contact_sheet.png")
     (out / "batch" / "manifest.jsonl").write_text("{}\n")
     frames[1].save(out / "still.gif")  # a one-frame GIF is an image
@@ -320,15 +360,20 @@ def outputs(tmp_path):
 
 
 def _ranked(tiny_models, folder, *extra):
-    result, rows, _ = invoke("rank", folder, "a red circle", "--clip", tiny_models["clip"],
-                             "--checkpoints-dir", folder / "ckpts", *extra)
+    result, rows, _ = invoke(
+        "rank", folder, "a red circle", "--clip", tiny_models["clip"], "--checkpoints-dir", folder / "ckpts", *extra
+    )
     assert result.exit_code == 0, result.output
     return sorted(p for _, p in rows)
 
 
 def test_rank_searches_subfolders_and_prints_paths_relative_to_the_folder(tiny_models, outputs):
-    assert _ranked(tiny_models, outputs) == ["a-red-circle-s1/final.png", "batch/0001-a-blue-square-s3/final.png",
-                                             "deep/er/est/00-green-triangle.png", "still.gif"]
+    assert _ranked(tiny_models, outputs) == [
+        "a-red-circle-s1/final.png",
+        "batch/0001-a-blue-square-s3/final.png",
+        "deep/er/est/00-green-triangle.png",
+        "still.gif",
+    ]
     assert _ranked(tiny_models, outputs, "--no-recursive") == ["still.gif"]
     assert "a-red-circle-s1/frames/step_00000.png" in _ranked(tiny_models, outputs, "--frames")
     assert _ranked(tiny_models, outputs / "a-red-circle-s1" / "frames") == ["step_00000.png"]  # asked for directly
@@ -348,9 +393,11 @@ def test_rank_of_a_folder_with_no_images_anywhere_says_so(tiny_models, tmp_path,
 def test_a_preset_gives_its_clip(command, tiny_models, folder, tmp_path):
     preset = tmp_path / "tinyclip.yaml"
     preset.write_text(f"model:\n  clip: ['{tiny_models['clip']}']\ndevice: cpu\n")
-    args = {"score": ["score", folder / "00-red-circle.png", "--prompt", "a red circle"],
-            "rank": ["rank", folder, "a red circle"],
-            "classify": ["classify", folder / "00-red-circle.png", "--labels", "red circle,blue square"]}[command]
+    args = {
+        "score": ["score", folder / "00-red-circle.png", "--prompt", "a red circle"],
+        "rank": ["rank", folder, "a red circle"],
+        "classify": ["classify", folder / "00-red-circle.png", "--labels", "red circle,blue square"],
+    }[command]
     by_preset, by_clip = invoke(*args, "--preset", preset), invoke(*args, "--clip", tiny_models["clip"])
     assert by_preset[0].exit_code == 0, by_preset[0].output
     assert by_preset[1] == by_clip[1] and by_preset[1]
@@ -368,8 +415,9 @@ def test_a_preset_with_several_clips_needs_clip(tiny_models, folder, tmp_path, n
 @needs_toy
 def test_preset_toy_is_clip_toy():
     paths = write_toy(Path("toys"), [("red", "circle"), ("blue", "square")], size=32)
-    by_preset, by_clip = (invoke("score", *paths, "--prompt", "a red circle", *how)
-                          for how in (["--preset", "toy"], ["--clip", "toy"]))
+    by_preset, by_clip = (
+        invoke("score", *paths, "--prompt", "a red circle", *how) for how in (["--preset", "toy"], ["--clip", "toy"])
+    )
     assert by_preset[0].exit_code == 0, by_preset[0].output
     assert by_preset[1] == by_clip[1] and len(by_preset[1]) == 2
 

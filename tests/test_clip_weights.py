@@ -118,8 +118,9 @@ def test_a_local_dir_runs_on_random_weights_only_when_asked(tiny_models, tmp_pat
 def test_generate_with_a_config_only_clip_folder_exits_2_in_one_line(tiny_models, tiny_args, tmp_path):
     folder = tmp_path / "config_only"
     folder.mkdir()
-    (folder / "open_clip_config.json").write_text(json.dumps(json.loads(
-        (_tiny_dir(tiny_models) / "open_clip_config.json").read_text())))
+    (folder / "open_clip_config.json").write_text(
+        json.dumps(json.loads((_tiny_dir(tiny_models) / "open_clip_config.json").read_text()))
+    )
     result = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--clip", f"local-dir:{folder}"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "no weights" in result.stderr and not (tmp_path / "out").exists()
@@ -135,4 +136,3 @@ def test_a_state_dict_saved_from_ddp_or_with_openais_extras_loads(tiny_models, s
     shutil.copy(path, folder / "open_clip_pytorch_model.bin")
     loaded = load_clip(f"local-dir:{folder}")
     assert torch.equal(loaded.model.visual.proj, state["visual.proj"])
-

@@ -20,18 +20,23 @@ def test_recorded_yaml_round_trips():
     assert resolve(base_yaml=to_yaml(cfg)) == cfg
 
 
-@pytest.mark.parametrize("sets, fragment", [
-    (["nope=1"], "unknown config key 'nope'"),
-    (["optim.nope=1"], "unknown config key 'optim.nope'"),
-    (["steps=many"], "steps"),
-    (["steps"], "key=value"),
-    (["steps=0"], "steps must be positive"),
-    (["optim.lr=-1"], "optim.lr must be positive"),
-    (["cutouts.cutn=0"], "cutouts.cutn must be positive"),
-    (["device=tpu"], "device"),
-    (["speed.compile_mode=fastest"],
-     "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'"),
-])
+@pytest.mark.parametrize(
+    "sets, fragment",
+    [
+        (["nope=1"], "unknown config key 'nope'"),
+        (["optim.nope=1"], "unknown config key 'optim.nope'"),
+        (["steps=many"], "steps"),
+        (["steps"], "key=value"),
+        (["steps=0"], "steps must be positive"),
+        (["optim.lr=-1"], "optim.lr must be positive"),
+        (["cutouts.cutn=0"], "cutouts.cutn must be positive"),
+        (["device=tpu"], "device"),
+        (
+            ["speed.compile_mode=fastest"],
+            "speed.compile_mode must be default, reduce-overhead or max-autotune, got 'fastest'",
+        ),
+    ],
+)
 def test_bad_overrides_name_the_key(sets, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         resolve(overrides=sets)

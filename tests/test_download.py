@@ -109,7 +109,10 @@ def test_all_sources_failing_names_each_reason(server, tmp_path):
 
 
 def test_mirror_comes_first_as_base_slash_file_name(monkeypatch):
-    assert with_mirror(["https://a/x?dl=1"], "f.ckpt", "http://m/models/") == ["http://m/models/f.ckpt", "https://a/x?dl=1"]
+    assert with_mirror(["https://a/x?dl=1"], "f.ckpt", "http://m/models/") == [
+        "http://m/models/f.ckpt",
+        "https://a/x?dl=1",
+    ]
     monkeypatch.setenv("VQCLIP_MIRROR", "http://env")
     assert with_mirror(["u"], "f.ckpt")[0] == "http://env/f.ckpt"
     monkeypatch.delenv("VQCLIP_MIRROR")
@@ -120,10 +123,18 @@ def test_mirror_comes_first_as_base_slash_file_name(monkeypatch):
 # hostile servers: whatever a source sends, nothing gets the final name unless it is the file, and the next
 # source is tried. (id, server setup, fetch options, fragment of the reason named in the error)
 HOSTILE = [
-    ("no-length-cut-short", lambda s: (s.no_length.add("/bad"), s.drop.__setitem__("/bad", [50_000])),
-     {"sha256": SHA}, "checksum mismatch"),
-    ("html-as-octet-stream", lambda s: s.files.__setitem__("/bad", b"\n  <!DOCTYPE html><html>quota</html>"),
-     {}, "sent a web page"),
+    (
+        "no-length-cut-short",
+        lambda s: (s.no_length.add("/bad"), s.drop.__setitem__("/bad", [50_000])),
+        {"sha256": SHA},
+        "checksum mismatch",
+    ),
+    (
+        "html-as-octet-stream",
+        lambda s: s.files.__setitem__("/bad", b"\n  <!DOCTYPE html><html>quota</html>"),
+        {},
+        "sent a web page",
+    ),
     ("empty-body", lambda s: s.files.__setitem__("/bad", b""), {}, "sent an empty file"),
     ("malformed-length", lambda s: s.bad_length.__setitem__("/bad", "300000abc"), {}, "malformed Content-Length"),
     ("negative-length", lambda s: s.bad_length.__setitem__("/bad", "-5"), {}, "malformed Content-Length"),
@@ -131,8 +142,12 @@ HOSTILE = [
     ("larger-than-allowed", None, {"max_bytes": 100_000}, "offers 300000 bytes, more than the 100000"),
     ("endless-body", lambda s: s.endless.add("/bad"), {"max_bytes": 400_000}, "more than the 400000 bytes"),
     ("drip", lambda s: s.drip.__setitem__("/bad", 0.05), {"min_rate": 1000, "window": 0.5}, "sent only"),
-    ("not-the-file", lambda s: s.files.__setitem__("/bad", os.urandom(1000)),
-     {"accept": lambda p: _refuse_unless(p, DATA)}, r"what it sent is not the file \(not the model\)"),
+    (
+        "not-the-file",
+        lambda s: s.files.__setitem__("/bad", os.urandom(1000)),
+        {"accept": lambda p: _refuse_unless(p, DATA)},
+        r"what it sent is not the file \(not the model\)",
+    ),
 ]
 
 

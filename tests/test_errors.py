@@ -22,17 +22,24 @@ def _error(args, tiny_args=()):
     return lines[0]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--clip", "ViT-B/32"], "unknown CLIP model 'ViT-B/32'; did you mean ViT-B-32? See `vqclip models list`"),
-    (["--clip", "vit-b-32-quickgelu:openai"], "did you mean ViT-B-32-quickgelu?"),
-    (["--clip", "ViT-B-32:opena"], "unknown pretrained tag for ViT-B-32 'opena'; did you mean openai?"),
-    (["--vqgan", "vqgan_imagenet_f16_1638"], "did you mean vqgan_imagenet_f16_16384"),
-    (["--preset", "toyy"], "unknown preset 'toyy'; did you mean toy? Or choose one of: "),
-    (["--set", "lr=0.05"], "unknown config key 'lr' in --set; did you mean optim.lr? See the top-level keys: "),
-    (["--set", "optim.lrr=0.05"], "did you mean optim.lr, optim.ema or optim.name? See the keys of optim: optim.name,"),
-    (["--set", "cutouts.cut_n=8"], "did you mean cutouts.cutn"),
-    (["--optimizer", "adamm"], "optimizer 'adamm'; did you mean adam, radam or nadam? Or choose one of: adagrad"),
-], ids=lambda v: v[1] if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--clip", "ViT-B/32"], "unknown CLIP model 'ViT-B/32'; did you mean ViT-B-32? See `vqclip models list`"),
+        (["--clip", "vit-b-32-quickgelu:openai"], "did you mean ViT-B-32-quickgelu?"),
+        (["--clip", "ViT-B-32:opena"], "unknown pretrained tag for ViT-B-32 'opena'; did you mean openai?"),
+        (["--vqgan", "vqgan_imagenet_f16_1638"], "did you mean vqgan_imagenet_f16_16384"),
+        (["--preset", "toyy"], "unknown preset 'toyy'; did you mean toy? Or choose one of: "),
+        (["--set", "lr=0.05"], "unknown config key 'lr' in --set; did you mean optim.lr? See the top-level keys: "),
+        (
+            ["--set", "optim.lrr=0.05"],
+            "did you mean optim.lr, optim.ema or optim.name? See the keys of optim: optim.name,",
+        ),
+        (["--set", "cutouts.cut_n=8"], "did you mean cutouts.cutn"),
+        (["--optimizer", "adamm"], "optimizer 'adamm'; did you mean adam, radam or nadam? Or choose one of: adagrad"),
+    ],
+    ids=lambda v: v[1] if isinstance(v, list) else None,
+)
 def test_generate_suggests_the_closest_names(args, expected, tiny_args, no_model_loads):
     line = _error(["generate", "a red circle", *tiny_args, *args])
     assert expected in line
@@ -53,8 +60,12 @@ def test_every_entry_point_suggests(tmp_path, tiny_args, no_model_loads):
 
 def _registries():
     keys = _keys(__import__("omegaconf").OmegaConf.structured(Config))
-    return {"CLIP model": open_clip.list_models(), "VQGAN model": list(VQGAN_MODELS), "preset": list_presets(),
-            "config key": [k for k in keys if not any(o.startswith(k + ".") for o in keys)]}
+    return {
+        "CLIP model": open_clip.list_models(),
+        "VQGAN model": list(VQGAN_MODELS),
+        "preset": list_presets(),
+        "config key": [k for k in keys if not any(o.startswith(k + ".") for o in keys)],
+    }
 
 
 @pytest.mark.parametrize("kind", ["CLIP model", "VQGAN model", "preset", "config key"])

@@ -23,18 +23,47 @@ def test_eval_cli_writes_figures_that_add_up(tiny_models, tmp_path):
     """Tiny random models: the figures must be the per-image verdicts summed, for both runs, in the JSON."""
     out = tmp_path / "figures.json"
     sheet = tmp_path / "sheet.png"
-    result = runner.invoke(app, ["eval", "--captions", "a red circle,a blue square", "--seeds", "2", "--vqgan",
-                                 tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32",
-                                 "--steps", "2", "--set", "cutouts.cutn=2", "--device", "cpu", "--threads", "1",
-                                 "--json", str(out), "--sheet", str(sheet)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--captions",
+            "a red circle,a blue square",
+            "--seeds",
+            "2",
+            "--vqgan",
+            tiny_models["vqgan"],
+            "--clip",
+            tiny_models["clip"],
+            "--size",
+            "32",
+            "32",
+            "--steps",
+            "2",
+            "--set",
+            "cutouts.cutn=2",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--sheet",
+            str(sheet),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "trained" in result.stdout and "untrained" in result.stdout and "chance" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["captions"] == ["a red circle", "a blue square"] and figures["seeds"] == [0, 1]
     for run in ("trained", "untrained"):
         per_image = figures[run]["per_image"]
-        assert [(i["caption"], i["seed"]) for i in per_image] == [("a red circle", 0), ("a red circle", 1),
-                                                                  ("a blue square", 0), ("a blue square", 1)]
+        assert [(i["caption"], i["seed"]) for i in per_image] == [
+            ("a red circle", 0),
+            ("a red circle", 1),
+            ("a blue square", 0),
+            ("a blue square", 1),
+        ]
         right = np.mean([i["colour"] == i["caption"].split()[1] for i in per_image])
         assert figures[run]["colour_accuracy"] == right
         fits = np.mean([i["fit"] == i["caption"].split()[2] for i in per_image])
@@ -45,9 +74,20 @@ def test_eval_cli_writes_figures_that_add_up(tiny_models, tmp_path):
 
 def test_eval_judges_the_image_generate_makes(tiny_models):
     """The verdict is the judge's on the loop's own final image: re-judging the kept image gives the same."""
-    options = EvalOptions(presets=(), options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]],
-                                               "width": 32, "height": 32, "steps": 2, "cutouts.cutn": 2},
-                          captions=("a green triangle",), seeds=(5,), control=False)
+    options = EvalOptions(
+        presets=(),
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 2,
+            "cutouts.cutn": 2,
+        },
+        captions=("a green triangle",),
+        seeds=(5,),
+        control=False,
+    )
     figures, runs = run_eval(options, device=torch.device("cpu"))
     (item,) = runs["trained"]
     verdict = judge.judge(item.image)
@@ -55,11 +95,14 @@ def test_eval_judges_the_image_generate_makes(tiny_models):
     assert "untrained" not in figures
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--captions", " , "], "at least one caption"),
-    (["--seeds", "0"], "--seeds"),
-    (["--set", "optim.name=lbfgs"], "unknown optimizer"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--captions", " , "], "at least one caption"),
+        (["--seeds", "0"], "--seeds"),
+        (["--set", "optim.name=lbfgs"], "unknown optimizer"),
+    ],
+)
 def test_bad_eval_input_is_one_line(args, fragment):
     result = runner.invoke(app, ["eval", *args])
     assert result.exit_code == 2 and fragment in result.output, result.output
@@ -69,8 +112,7 @@ def test_bad_eval_input_is_one_line(args, fragment):
 def test_eval_on_the_bundled_toy_models_reads_the_prompted_colour():
     """The CI subset of TRAINING.md's evaluation: three captions, one seed, the toy preset as users run it."""
     captions = ("a red circle", "a green square", "a blue triangle")
-    figures, _ = run_eval(EvalOptions(captions=captions, seeds=(0,), control=False),
-                          device=torch.device("cpu"))
+    figures, _ = run_eval(EvalOptions(captions=captions, seeds=(0,), control=False), device=torch.device("cpu"))
     assert figures["trained"]["colour_accuracy"] == 1.0, figures["trained"]["per_image"]
 
 

@@ -47,8 +47,9 @@ def test_amx_is_not_used_when_onednn_is_capped_below_it(monkeypatch):
     assert not CPU_HAS_AMX()
 
 
-@pytest.mark.parametrize("busy, load, threads", [(0.0, 0.1, 2), (1.9, 0.2, 2), (0.2, 3.0, 2), (1.0, 1.2, 1),
-                                                  (1.8, 6.0, 1), (5.0, 9.0, 1)])
+@pytest.mark.parametrize(
+    "busy, load, threads", [(0.0, 0.1, 2), (1.9, 0.2, 2), (0.2, 3.0, 2), (1.0, 1.2, 1), (1.8, 6.0, 1), (5.0, 9.0, 1)]
+)
 def test_threads_leave_out_the_cores_others_keep_busy(monkeypatch, fresh_threads, busy, load, threads):
     """Two cores: both when either the sample or the 1-minute load says they are free, one when both say busy."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

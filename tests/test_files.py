@@ -19,6 +19,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _never_blocks():
     """A read that blocks on a FIFO fails the test after 30 s instead of hanging the suite."""
+
     def stuck(signum, frame):
         raise TimeoutError("a read blocked on a special file")
 
@@ -44,11 +45,13 @@ def special(tmp_path):
     sock.close()
 
 
-REASONS = {"fifo.png": "is a FIFO (named pipe), not a regular file",
-           "zero.png": "is a link to /dev/zero, a character device, not a regular file",
-           "null.png": "is a link to /dev/null, a character device",
-           "sock.png": "is a socket, not a regular file",
-           "broken.png": "is a broken link (to "}
+REASONS = {
+    "fifo.png": "is a FIFO (named pipe), not a regular file",
+    "zero.png": "is a link to /dev/zero, a character device, not a regular file",
+    "null.png": "is a link to /dev/null, a character device",
+    "sock.png": "is a socket, not a regular file",
+    "broken.png": "is a broken link (to ",
+}
 
 
 @pytest.mark.parametrize("name", sorted(REASONS))
@@ -81,8 +84,9 @@ COMMANDS = [
 
 @pytest.mark.parametrize("name", ["fifo.png", "zero.png"])
 @pytest.mark.parametrize("case, argv", COMMANDS, ids=[c[0] for c in COMMANDS])
-def test_every_command_refuses_special_files_at_once(case, argv, name, special, tiny_models, tiny_args, tmp_path,
-                                                     no_model_loads):
+def test_every_command_refuses_special_files_at_once(
+    case, argv, name, special, tiny_models, tiny_args, tmp_path, no_model_loads
+):
     if case == "vqgan-yaml":
         target = special / f"{name}.yaml"
         os.mkfifo(target) if name == "fifo.png" else target.symlink_to("/dev/zero")
@@ -91,8 +95,12 @@ def test_every_command_refuses_special_files_at_once(case, argv, name, special, 
         if a == "{T}":
             filled += tiny_args[:4] + ["--device", "cpu", "--out", str(tmp_path / "out")]
         else:
-            filled.append(a.replace("{S}", str(special)).replace("NAME", name).replace("{ckpt}", tiny_models["ckpt"])
-                          .replace("{yaml}", tiny_models["vqgan"]))
+            filled.append(
+                a.replace("{S}", str(special))
+                .replace("NAME", name)
+                .replace("{ckpt}", tiny_models["ckpt"])
+                .replace("{yaml}", tiny_models["vqgan"])
+            )
     result = runner.invoke(app, filled)
     assert result.exit_code == 2, result.output
     lines = [x for x in result.stderr.splitlines() if x.strip() and not x.startswith(("generate:", "batch", "animate"))]
@@ -125,8 +133,7 @@ def test_rank_skips_special_files_with_their_reason_and_ranks_the_rest(special, 
     for name in ("fifo.png", "zero.png"):
         os.rename(special / name, folder / name)
     Image.fromarray(render("red", "circle", np.random.default_rng(0))).save(folder / "circle.png")
-    result = runner.invoke(app, ["rank", str(folder), "a red circle", "--clip", "toy", "--device", "cpu",
-                                 "--no-cache"])
+    result = runner.invoke(app, ["rank", str(folder), "a red circle", "--clip", "toy", "--device", "cpu", "--no-cache"])
     assert result.exit_code == 0, result.output
     assert "skipping fifo.png: it is a FIFO (named pipe)" in result.stderr
     assert "skipping zero.png: it is a link to /dev/zero" in result.stderr

@@ -52,28 +52,45 @@ def batch_dir(tmp_path):
 
 
 def record(k: int, prompt: str, image: str, **extra) -> dict:
-    return {"id": f"j{k}", "index": k, "prompt": prompt, "seed": k + 1, "status": "done", "image": image,
-            "loss": 0.25 + k, "seconds": 1.5, "videos": [], **extra}
+    return {
+        "id": f"j{k}",
+        "index": k,
+        "prompt": prompt,
+        "seed": k + 1,
+        "status": "done",
+        "image": image,
+        "loss": 0.25 + k,
+        "seconds": 1.5,
+        "videos": [],
+        **extra,
+    }
 
 
 def test_cards_show_prompt_seed_loss_time_and_link_png_and_videos(batch_dir):
-    records = [record(0, "a red circle", "0001-a-red-circle-s1/final.png", size=[32, 32]),
-               record(1, "a blue square", "0002-a-blue-square-s2/final.png",
-                      videos=["0002-a-blue-square-s2/progress.mp4"])]
+    records = [
+        record(0, "a red circle", "0001-a-red-circle-s1/final.png", size=[32, 32]),
+        record(1, "a blue square", "0002-a-blue-square-s2/final.png", videos=["0002-a-blue-square-s2/progress.mp4"]),
+    ]
     page = Page(render_gallery(batch_dir, records, "prompts.txt"))
     assert page.all("img", "src") == ["0001-a-red-circle-s1/final.png", "0002-a-blue-square-s2/final.png"]
-    assert page.all("a", "href") == ["0001-a-red-circle-s1/final.png", "0001-a-red-circle-s1/final.png",
-                                     "0002-a-blue-square-s2/final.png", "0002-a-blue-square-s2/final.png",
-                                     "0002-a-blue-square-s2/progress.mp4"]
+    assert page.all("a", "href") == [
+        "0001-a-red-circle-s1/final.png",
+        "0001-a-red-circle-s1/final.png",
+        "0002-a-blue-square-s2/final.png",
+        "0002-a-blue-square-s2/final.png",
+        "0002-a-blue-square-s2/progress.mp4",
+    ]
     text = " ".join(page.text)
     assert "a red circle" in text and "seed 1 · loss 0.2500 · 1.5 s" in text and "seed 2 · loss 1.2500" in text
     assert "mp4" in text and "2 images" in text and "prompts.txt" in text
 
 
 def test_the_last_record_of_each_job_wins_in_job_order(batch_dir):
-    records = [record(1, "a blue square", "0002-a-blue-square-s2/final.png", status="interrupted"),
-               record(0, "a red circle", "0001-a-red-circle-s1/final.png"),
-               record(1, "a blue square", "0002-a-blue-square-s2/final.png", loss=0.125)]
+    records = [
+        record(1, "a blue square", "0002-a-blue-square-s2/final.png", status="interrupted"),
+        record(0, "a red circle", "0001-a-red-circle-s1/final.png"),
+        record(1, "a blue square", "0002-a-blue-square-s2/final.png", loss=0.125),
+    ]
     text = " ".join(Page(render_gallery(batch_dir, records)).text)
     assert text.index("a red circle") < text.index("a blue square")
     assert "interrupted" not in text and "loss 0.1250" in text and text.count("seed ") == 2
@@ -81,11 +98,20 @@ def test_the_last_record_of_each_job_wins_in_job_order(batch_dir):
     assert re.search(r"a blue square.*interrupted", shown, re.S)  # an interrupted image is shown as such
 
 
-@pytest.mark.parametrize("bad", [
-    {"image": "../outside.png"}, {"image": "/etc/passwd"}, {"image": "javascript:alert(1)"},
-    {"image": "0001-a-red-circle-s1/missing.png"}, {"image": "0001-a-red-circle-s1"}, {"image": 7},
-    {"image": "0001-a-red-circle-s1/.final.1.tmp.png"}, {"id": None}, {"id": 3},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"image": "../outside.png"},
+        {"image": "/etc/passwd"},
+        {"image": "javascript:alert(1)"},
+        {"image": "0001-a-red-circle-s1/missing.png"},
+        {"image": "0001-a-red-circle-s1"},
+        {"image": 7},
+        {"image": "0001-a-red-circle-s1/.final.1.tmp.png"},
+        {"id": None},
+        {"id": 3},
+    ],
+)
 def test_a_manifest_line_naming_anything_outside_the_batch_is_not_linked(batch_dir, bad, tmp_path):
     (tmp_path / "outside.png").write_bytes(b"x")
     html = render_gallery(batch_dir, [{**record(0, "a red circle", "0001-a-red-circle-s1/final.png"), **bad}])
@@ -95,8 +121,18 @@ def test_a_manifest_line_naming_anything_outside_the_batch_is_not_linked(batch_d
 
 def test_text_from_the_manifest_is_escaped_and_odd_values_are_not_shown(batch_dir):
     evil = '<script>alert(1)</script><img src=x onerror=alert(2)> "quoted" & more'
-    records = [record(0, evil, "0001-a-red-circle-s1/final.png", seed="<b>", loss="NaN", seconds=float("inf"),
-                      status="<i>odd</i>", videos=["../x.mp4", "0002-a-blue-square-s2/progress.mp4", None])]
+    records = [
+        record(
+            0,
+            evil,
+            "0001-a-red-circle-s1/final.png",
+            seed="<b>",
+            loss="NaN",
+            seconds=float("inf"),
+            status="<i>odd</i>",
+            videos=["../x.mp4", "0002-a-blue-square-s2/progress.mp4", None],
+        )
+    ]
     html = render_gallery(batch_dir, records)
     page = Page(html)
     assert [t for t, _ in page.tags if t in ("script", "b", "i")] == []
@@ -129,8 +165,17 @@ def test_a_batch_keeps_its_gallery_current_as_it_goes(tiny_models, tmp_path, mon
     from vqclip.config import resolve
     from vqclip.jobs import Job
 
-    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "cutouts.cutn": 2, "device": "cpu", "steps": 2})
+    base = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "steps": 2,
+        }
+    )
     prompts = ["a red circle", "a blue square", "a green star"]
     planned = plan_jobs([Job(k, p, {}, f"line {k + 1}", f"j{k}") for k, p in enumerate(prompts)], base, 1)
     out = tmp_path / "batch"
@@ -154,8 +199,17 @@ def test_an_interrupted_batch_still_has_a_gallery(tiny_models, tmp_path):
     from vqclip.config import resolve
     from vqclip.jobs import Job
 
-    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "cutouts.cutn": 2, "device": "cpu", "steps": 50})
+    base = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "steps": 50,
+        }
+    )
     planned = plan_jobs([Job(0, "a red circle", {}, "line 1", "j0")], base, 1)
 
     def stop(step):
@@ -177,18 +231,34 @@ def test_the_gallery_of_a_toy_batch_opened_from_disk_shows_every_prompt(tmp_path
     need_chromium()
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
     (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
-    result = runner.invoke(app, ["batch", str(tmp_path / "prompts.txt"), "--preset", "toy", "--steps", "40",
-                                 "--seed", "10", "--out", str(tmp_path / "batch"), "--video"])
+    result = runner.invoke(
+        app,
+        [
+            "batch",
+            str(tmp_path / "prompts.txt"),
+            "--preset",
+            "toy",
+            "--steps",
+            "40",
+            "--seed",
+            "10",
+            "--out",
+            str(tmp_path / "batch"),
+            "--video",
+        ],
+    )
     assert result.exit_code == 0, result.output
     index = tmp_path / "batch" / GALLERY
     manifest = [json.loads(line) for line in (tmp_path / "batch" / "manifest.jsonl").read_text().splitlines()]
     with Browser(tmp_path / "profile", 1040, 420) as browser:
         browser.goto(index.as_uri())
         browser.wait_for("[...document.images].length === 4 && [...document.images].every(i => i.complete)")
-        cards = browser.evaluate("[...document.querySelectorAll('figure')].map(f => ({"
-                                 "loaded: f.querySelector('img').naturalWidth, src: f.querySelector('img').src, "
-                                 "caption: f.querySelector('figcaption').innerText, "
-                                 "links: [...f.querySelectorAll('figcaption a')].map(a => a.href)}))")
+        cards = browser.evaluate(
+            "[...document.querySelectorAll('figure')].map(f => ({"
+            "loaded: f.querySelector('img').naturalWidth, src: f.querySelector('img').src, "
+            "caption: f.querySelector('figcaption').innerText, "
+            "links: [...f.querySelectorAll('figcaption a')].map(a => a.href)}))"
+        )
         title = browser.evaluate("document.querySelector('h1').textContent")
         png = browser.screenshot()
     assert title == "prompts.txt"

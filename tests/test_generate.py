@@ -56,8 +56,11 @@ def test_video_has_one_frame_per_saved_step(tiny_args, tmp_path):
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / last.split("/")[-2]
     # frames at steps 0, 2, 4 and the final image
-    frames = sum(1 for _ in iio.imiter(folder / "progress.mp4", plugin="pyav")) if _has_pyav() else \
-        _count_ffmpeg_frames(folder / "progress.mp4")
+    frames = (
+        sum(1 for _ in iio.imiter(folder / "progress.mp4", plugin="pyav"))
+        if _has_pyav()
+        else _count_ffmpeg_frames(folder / "progress.mp4")
+    )
     assert frames == 4
     gif = Image.open(folder / "progress.gif")
     durations = []
@@ -70,6 +73,7 @@ def test_video_has_one_frame_per_saved_step(tiny_args, tmp_path):
 def _has_pyav():
     try:
         import av  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -86,18 +90,40 @@ def _count_ffmpeg_frames(path):
 
 
 def test_loss_falls_over_20_steps(tiny_models):
-    cfg = resolve(options={"prompt": "a red circle", "seed": 0, "steps": 20, "width": 32, "height": 32,
-                           "device": "cpu", "model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]],
-                           "cutouts.cutn": 8, "optim.lr": 0.2})
+    cfg = resolve(
+        options={
+            "prompt": "a red circle",
+            "seed": 0,
+            "steps": 20,
+            "width": 32,
+            "height": 32,
+            "device": "cpu",
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "cutouts.cutn": 8,
+            "optim.lr": 0.2,
+        }
+    )
     losses = [float(step.loss[0]) for step in generate(cfg) if not step.final]
     assert len(losses) == 20
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
 def test_generator_yields_steps_and_writes_nothing(tiny_models, tmp_path):
-    cfg = resolve(options={"prompt": "x", "seed": 1, "steps": 3, "width": 32, "height": 32, "device": "cpu",
-                           "model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]],
-                           "cutouts.cutn": 2, "output.dir": str(tmp_path / "never")})
+    cfg = resolve(
+        options={
+            "prompt": "x",
+            "seed": 1,
+            "steps": 3,
+            "width": 32,
+            "height": 32,
+            "device": "cpu",
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "cutouts.cutn": 2,
+            "output.dir": str(tmp_path / "never"),
+        }
+    )
     steps = list(generate(cfg))
     assert [s.i for s in steps] == [0, 1, 2, 3] and steps[-1].final
     assert steps[0].image.shape == (1, 3, 32, 32) and 0 <= steps[0].image.min() <= steps[0].image.max() <= 1
@@ -108,8 +134,9 @@ def test_generator_yields_steps_and_writes_nothing(tiny_models, tmp_path):
 def test_init_image_and_image_prompt(tiny_args, tmp_path):
     img = tmp_path / "init.png"
     Image.fromarray(np.full((20, 30, 3), (200, 30, 30), np.uint8)).save(img)
-    result, last = invoke("a red circle", *tiny_args, "--init-image", str(img), "--init-weight", "0.5",
-                          "--image-prompt", f"{img}:0.5")
+    result, last = invoke(
+        "a red circle", *tiny_args, "--init-image", str(img), "--init-weight", "0.5", "--image-prompt", f"{img}:0.5"
+    )
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(read_png_metadata(last)["config"])["image_prompts"] == [f"{img}:0.5"]
 
@@ -121,14 +148,17 @@ def test_size_is_rounded_to_the_vqgan_factor_with_a_notice(tiny_args):
     assert Image.open(last).size == (32, 30)
 
 
-@pytest.mark.parametrize("args, code, fragment", [
-    (["", "--steps", "2"], 2, "prompt is empty"),
-    (["x", "--set", "nope=1"], 2, "unknown config key 'nope'"),
-    (["x", "--steps", "0"], 2, "steps must be positive"),
-    (["x", "--optimizer", "lbfgs"], 2, "unknown optimizer 'lbfgs'"),
-    (["x", "--device", "cuda"], 2, "no CUDA GPU"),
-    (["x", "--init-image", "missing.png"], 2, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["", "--steps", "2"], 2, "prompt is empty"),
+        (["x", "--set", "nope=1"], 2, "unknown config key 'nope'"),
+        (["x", "--steps", "0"], 2, "steps must be positive"),
+        (["x", "--optimizer", "lbfgs"], 2, "unknown optimizer 'lbfgs'"),
+        (["x", "--device", "cuda"], 2, "no CUDA GPU"),
+        (["x", "--init-image", "missing.png"], 2, "does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_and_no_traceback(tiny_args, args, code, fragment):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -158,8 +188,9 @@ def test_usage_errors_from_the_real_entry_point_are_one_line():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "vqclip", "generate", "x", "--steps", "abc"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vqclip", "generate", "x", "--steps", "abc"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--steps'")

@@ -48,9 +48,29 @@ def test_a_peers_folder_is_imported_and_generates_without_a_copy(peer, tmp_path)
     listed = _models("list")
     row = next(line for line in listed.stdout.splitlines() if line.strip().startswith(NAME))
     assert "present" in row and str(ckpts / f"{NAME}.ckpt") in row
-    result = runner.invoke(app, ["generate", "a red circle", "--vqgan", NAME, "--clip", f"{CLIP}:openai",
-                                 "--size", "32", "32", "--steps", "2", "--cutn", "2", "--offline",
-                                 "--out", str(tmp_path / "out"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "a red circle",
+            "--vqgan",
+            NAME,
+            "--clip",
+            f"{CLIP}:openai",
+            "--size",
+            "32",
+            "32",
+            "--steps",
+            "2",
+            "--cutn",
+            "2",
+            "--offline",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     meta = read_png_metadata(Path(result.stdout.strip().splitlines()[-1]))
     assert meta["vqgan"] == NAME and meta["clip"] == f"{CLIP}:openai"
@@ -66,6 +86,7 @@ def test_importing_again_is_quick_and_a_changed_file_is_checked_again(peer, monk
     (ckpts / f"{NAME}.yaml").write_text((ckpts / f"{NAME}.yaml").read_text() + "\n")
     importer.import_models(ckpts)
     assert calls == [NAME], "a changed file is loaded and locked again"
+
 
 def test_tamings_own_layout_is_found(tiny_models, tmp_path):
     run = tmp_path / "logs" / "vqgan_imagenet_f16_1024"

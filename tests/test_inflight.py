@@ -24,8 +24,17 @@ CPU = torch.device("cpu")
 
 @pytest.fixture
 def planned(tiny_models, tmp_path):
-    base = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "steps": 6, "cutouts.cutn": 2, "device": "cpu"})
+    base = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 6,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+        }
+    )
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle\na blue square\n")
     return plan_jobs(read_jobs(prompts), base, 7)
@@ -55,8 +64,10 @@ def test_an_empty_folder_or_one_with_the_jobs_frames_is_reused_from_step_0(plann
     frames.mkdir(parents=True)
     save_png(torch.zeros(3, 32, 32), frames / "step_00000.png", metadata(second.cfg, second.plan, 0, "frame", 1.0))
     found = flights(planned, out)
-    assert {k: (f.folder.name, f.saved) for k, f in found.items()} == \
-        {first.job.id: (job_folder(first), None), second.job.id: (job_folder(second), None)}
+    assert {k: (f.folder.name, f.saved) for k, f in found.items()} == {
+        first.job.id: (job_folder(first), None),
+        second.job.id: (job_folder(second), None),
+    }
 
 
 def test_the_jobs_state_is_resumed_from_its_step(planned, tmp_path, no_model_loads):
@@ -74,8 +85,9 @@ def test_a_folder_that_is_not_the_jobs_is_left_alone(planned, tmp_path, no_model
     (mine / "notes.txt").write_text("not vqclip's")
     other = out / job_folder(planned[1]) / "frames"
     other.mkdir(parents=True)
-    save_png(torch.zeros(3, 32, 32), other / "step_00000.png",
-             metadata(planned[0].cfg, planned[0].plan, 0, "frame", 1.0))  # another prompt's frame
+    save_png(
+        torch.zeros(3, 32, 32), other / "step_00000.png", metadata(planned[0].cfg, planned[0].plan, 0, "frame", 1.0)
+    )  # another prompt's frame
     assert flights(planned, out) == {}  # both get new folders; nothing here is touched
     save_state(planned[1], out / job_folder(planned[0]), job="another")  # another job's state: not its folder
     assert flights(planned, out) == {}

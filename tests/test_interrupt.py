@@ -23,13 +23,44 @@ from vqclip.outputs import read_jsonl, read_png_metadata
 
 
 def _start(tiny_models, tmp_path):
-    args = [sys.executable, "-m", "vqclip", "generate", "a red circle", "--vqgan", tiny_models["vqgan"],
-            "--clip", tiny_models["clip"], "--size", "32", "32", "--steps", "100000", "--cutn", "2",
-            "--save-every", "1", "--seed", "1", "--out", str(tmp_path / "out"), "--name", "run", "--device", "cpu"]
+    args = [
+        sys.executable,
+        "-m",
+        "vqclip",
+        "generate",
+        "a red circle",
+        "--vqgan",
+        tiny_models["vqgan"],
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--steps",
+        "100000",
+        "--cutn",
+        "2",
+        "--save-every",
+        "1",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--name",
+        "run",
+        "--device",
+        "cpu",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", VQCLIP_CHECKPOINTS=str(tmp_path / "ckpts"))
     # a shell's background jobs ignore SIGINT, and Python then never installs its Ctrl-C handler
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for_frames(proc, frames, count, timeout=180):
@@ -76,24 +107,44 @@ def test_signal_mid_run_saves_an_interrupted_png_and_exits_130(signum, tiny_mode
 # resume: a run stopped by a real SIGINT and continued with --resume (or a rerun batch) makes the same pixels as
 # the run that was never stopped. The stopped run is a subprocess; the others run in-process (1 torch thread each).
 
+
 def _model_args(tiny_models, out):
-    return ["--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32", "--cutn", "2",
-            "--device", "cpu", "--out", str(out)]
+    return [
+        "--vqgan",
+        tiny_models["vqgan"],
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--cutn",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
 
 
 def _interrupt(args, tmp_path, ready):
     """Run `python -m vqclip ARGS` until ready() holds, then send SIGINT; (exit code, stderr)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", VQCLIP_CHECKPOINTS=str(tmp_path / "ckpts"))
-    proc = subprocess.Popen([sys.executable, "-m", "vqclip", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vqclip", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 180
         while not ready():
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"the run ended ({proc.returncode}) before it could be interrupted: "
-                            f"{proc.communicate()[1][-2000:]}")
+                pytest.fail(
+                    f"the run ended ({proc.returncode}) before it could be interrupted: {proc.communicate()[1][-2000:]}"
+                )
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
@@ -121,11 +172,28 @@ def _video_frames(path):
 
 def test_generate_stopped_by_sigint_resumes_to_the_same_pixels(tiny_models, tmp_path):
     # a keyframe at step 3 and init_weight: the resumed part starts mid-story and still pulls towards z_orig
-    run = ["a red circle", "--keyframe", "3=a blue square", "--set", "init_weight=0.2", "--steps", "60",
-           "--save-every", "1", "--seed", "5", "--video", "--name", "run"]
+    run = [
+        "a red circle",
+        "--keyframe",
+        "3=a blue square",
+        "--set",
+        "init_weight=0.2",
+        "--steps",
+        "60",
+        "--save-every",
+        "1",
+        "--seed",
+        "5",
+        "--video",
+        "--name",
+        "run",
+    ]
     folder = tmp_path / "cut" / "run"
-    stderr = _interrupt(["generate", *run, *_model_args(tiny_models, tmp_path / "cut")], tmp_path,
-                        lambda: _count(folder / "frames", "step_*.png") >= 6)
+    stderr = _interrupt(
+        ["generate", *run, *_model_args(tiny_models, tmp_path / "cut")],
+        tmp_path,
+        lambda: _count(folder / "frames", "step_*.png") >= 6,
+    )
     saved = json.loads((folder / "state.json").read_text())
     assert f"continue it with vqclip generate --resume {folder}" in stderr
     assert 6 <= saved["step"] < 60 and read_png_metadata(folder / "final.png")["status"] == "interrupted"
@@ -143,8 +211,10 @@ def test_generate_stopped_by_sigint_resumes_to_the_same_pixels(tiny_models, tmp_
     # the frames and the video grew across the interruption: all 60 steps and the final image
     assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"step_{i:05d}.png" for i in range(60)]
     for i in (0, saved["step"] - 1, saved["step"], 59):
-        assert np.array_equal(_pixels(folder / "frames" / f"step_{i:05d}.png"),
-                              _pixels(tmp_path / "whole" / "run" / "frames" / f"step_{i:05d}.png"))
+        assert np.array_equal(
+            _pixels(folder / "frames" / f"step_{i:05d}.png"),
+            _pixels(tmp_path / "whole" / "run" / "frames" / f"step_{i:05d}.png"),
+        )
     assert _video_frames(folder / "progress.mp4") == 61
     assert not list(folder.glob("state*"))  # a finished run keeps no state
 
@@ -155,8 +225,11 @@ def test_batch_of_two_stopped_by_sigint_resumes_each_image_to_the_same_pixels(ti
     prompts.write_text("a red circle  ## seed=11\na blue square  ## seed=22\n")
     run = ["batch", str(prompts), "--steps", "60", "--batch-size", "2", "--save-every", "1"]
     out = tmp_path / "cut"
-    _interrupt([*run, *_model_args(tiny_models, out)], tmp_path,
-               lambda: min(_count(out, "0001-*/frames/step_*.png"), _count(out, "0002-*/frames/step_*.png")) >= 4)
+    _interrupt(
+        [*run, *_model_args(tiny_models, out)],
+        tmp_path,
+        lambda: min(_count(out, "0001-*/frames/step_*.png"), _count(out, "0002-*/frames/step_*.png")) >= 4,
+    )
     stopped = read_jsonl(out / "manifest.jsonl")
     assert [r["status"] for r in stopped] == ["interrupted", "interrupted"]
 
@@ -177,11 +250,31 @@ def test_batch_of_two_stopped_by_sigint_resumes_each_image_to_the_same_pixels(ti
 
 # ~10 s of CPU, in the default run for the same reason
 def test_animation_stopped_by_sigint_resumes_from_its_last_frame(tiny_models, tmp_path):
-    run = ["animate", "a red circle^a blue square", "--frames", "40", "--steps", "2", "--steps-per-frame", "1",
-           "--zoom", "1.05", "--blend", "2", "--seed", "3", "--save-frames", "--name", "anim"]
+    run = [
+        "animate",
+        "a red circle^a blue square",
+        "--frames",
+        "40",
+        "--steps",
+        "2",
+        "--steps-per-frame",
+        "1",
+        "--zoom",
+        "1.05",
+        "--blend",
+        "2",
+        "--seed",
+        "3",
+        "--save-frames",
+        "--name",
+        "anim",
+    ]
     folder = tmp_path / "cut" / "anim"
-    stderr = _interrupt([*run, *_model_args(tiny_models, tmp_path / "cut")], tmp_path,
-                        lambda: _count(folder / "frames", "frame_*.png") >= 4)
+    stderr = _interrupt(
+        [*run, *_model_args(tiny_models, tmp_path / "cut")],
+        tmp_path,
+        lambda: _count(folder / "frames", "frame_*.png") >= 4,
+    )
     saved = json.loads((folder / "state.json").read_text())
     assert f"continue it with vqclip animate --resume {folder}" in stderr and 4 <= saved["step"] < 40
 
@@ -199,7 +292,6 @@ def test_animation_stopped_by_sigint_resumes_from_its_last_frame(tiny_models, tm
     assert _video_frames(folder / "animation.mp4") == 40
 
 
-
 def test_animate_interrupted_prints_its_message_on_its_own_line(tiny_args, tmp_path, monkeypatch):
     """In-process (Ctrl-C raised at frame 2 by the frame callback): the message follows the bar's line."""
     from typer.testing import CliRunner
@@ -215,9 +307,24 @@ def test_animate_interrupted_prints_its_message_on_its_own_line(tiny_args, tmp_p
             raise KeyboardInterrupt
 
     monkeypatch.setattr(command, "_frame_done", ctrl_c_at_frame_2)
-    result = CliRunner().invoke(app, ["animate", "a red circle", *tiny_args, "--frames", "50", "--steps", "1",
-                                      "--steps-per-frame", "1", "--name", "anim"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "animate",
+            "a red circle",
+            *tiny_args,
+            "--frames",
+            "50",
+            "--steps",
+            "1",
+            "--steps-per-frame",
+            "1",
+            "--name",
+            "anim",
+        ],
+    )
     assert result.exit_code == 130, result.output
     folder = tmp_path / "out" / "anim"
-    assert re.search(rf"(?m)^interrupted at frame \d; saved what was made in {re.escape(str(folder))}(;|$)",
-                     result.stderr)
+    assert re.search(
+        rf"(?m)^interrupted at frame \d; saved what was made in {re.escape(str(folder))}(;|$)", result.stderr
+    )

@@ -19,12 +19,25 @@ PROCESSES = 6
 def _race(code: str, tmp_path: Path, n: int = PROCESSES, timeout: float = 240) -> list[subprocess.CompletedProcess]:
     """Run `code` in n processes that start together (each waits for a go file), with argv [k, tmp_path]."""
     go = tmp_path / "go"
-    prelude = ("import sys, time, pathlib\nk, root = int(sys.argv[1]), pathlib.Path(sys.argv[2])\n"
-               "while not (root / 'go').exists(): time.sleep(0.005)\n")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-           "VQCLIP_CHECKPOINTS": str(tmp_path / "ck")}
-    procs = [subprocess.Popen([sys.executable, "-c", prelude + code, str(k), str(tmp_path)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(n)]
+    prelude = (
+        "import sys, time, pathlib\nk, root = int(sys.argv[1]), pathlib.Path(sys.argv[2])\n"
+        "while not (root / 'go').exists(): time.sleep(0.005)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+        "VQCLIP_CHECKPOINTS": str(tmp_path / "ck"),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", prelude + code, str(k), str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(n)
+    ]
     time.sleep(0.5)  # let them import
     go.touch()
     results = []
@@ -35,10 +48,12 @@ def _race(code: str, tmp_path: Path, n: int = PROCESSES, timeout: float = 240) -
 
 
 def test_six_processes_registering_models_at_once_lose_none(tiny_models, tmp_path):
-    code = ("from vqclip.store import hub, user_models\n"
-            f"for j in range(4):\n"
-            f"    hub.add_vqgan(f'model-{{k}}-{{j}}', {tiny_models['vqgan']!r}, {tiny_models['ckpt']!r}, check=False)\n"
-            "print('ok')\n")
+    code = (
+        "from vqclip.store import hub, user_models\n"
+        f"for j in range(4):\n"
+        f"    hub.add_vqgan(f'model-{{k}}-{{j}}', {tiny_models['vqgan']!r}, {tiny_models['ckpt']!r}, check=False)\n"
+        "print('ok')\n"
+    )
     results = _race(code, tmp_path)
     assert all(r.returncode == 0 and r.stdout.strip() == "ok" for r in results), [r.stderr for r in results]
     listed = json.loads((tmp_path / "ck" / "vqclip.models.json").read_text())["models"]
@@ -49,13 +64,15 @@ def test_six_processes_registering_models_at_once_lose_none(tiny_models, tmp_pat
 
 
 def test_six_processes_recording_hashes_at_once_lose_none(tmp_path):
-    code = ("from vqclip.store import integrity\n"
-            "ck = root / 'ck'\n"
-            "for j in range(10):\n"
-            "    f = ck / f'file-{k}-{j}.bin'\n"
-            "    f.parent.mkdir(parents=True, exist_ok=True)\n"
-            "    f.write_bytes(bytes([k, j]))\n"
-            "    integrity.record(f, ck, integrity.sha256_file(f), source='race')\n")
+    code = (
+        "from vqclip.store import integrity\n"
+        "ck = root / 'ck'\n"
+        "for j in range(10):\n"
+        "    f = ck / f'file-{k}-{j}.bin'\n"
+        "    f.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    f.write_bytes(bytes([k, j]))\n"
+        "    integrity.record(f, ck, integrity.sha256_file(f), source='race')\n"
+    )
     results = _race(code, tmp_path)
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     recorded = json.loads((tmp_path / "ck" / "vqclip.lock.json").read_text())["files"]
@@ -70,10 +87,17 @@ def test_a_lock_is_exclusive_across_open_files_and_dropped_with_its_process(tmp_
     assert held is not None
     held.release()
     # a process killed while it holds the lock leaves no stale lock: the OS drops an flock with its process
-    code = ("import os, sys; from vqclip.locks import try_lock\n"
-            f"lock = try_lock({str(path)!r}); print(lock is not None, flush=True); os.kill(os.getpid(), 9)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import os, sys; from vqclip.locks import try_lock\n"
+        f"lock = try_lock({str(path)!r}); print(lock is not None, flush=True); os.kill(os.getpid(), 9)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "True" and out.returncode == -9
     again = try_lock(path)
     assert again is not None
@@ -98,8 +122,7 @@ def test_two_processes_downloading_one_model_fetch_it_once_and_both_succeed(tiny
         server.files[f"/{name}.ckpt"] = Path(tiny_models["ckpt"]).read_bytes()
         os.environ["VQCLIP_MIRROR"] = server.url
         try:
-            code = ("from vqclip.store import hub\n"
-                    f"print(*hub.download_vqgan({name!r}))\n")
+            code = f"from vqclip.store import hub\nprint(*hub.download_vqgan({name!r}))\n"
             results = _race(code, tmp_path, n=2)
         finally:
             del os.environ["VQCLIP_MIRROR"]

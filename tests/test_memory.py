@@ -36,6 +36,7 @@ def _step_peak(cfg: Config, models, device: torch.device) -> int:
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_estimate_is_within_15_percent_of_a_real_steps_peak(tiny_models, checkpointing):
     """The estimate against the allocator's peak in a real generate step at 384x384 (hundreds of MiB)."""
+
     def config(side):
         cfg = Config(prompt="a red circle", width=side, height=side, steps=1, seed=0, device="cpu")
         cfg.model.vqgan, cfg.model.clip, cfg.cutouts.cutn = tiny_models["vqgan"], [tiny_models["clip"]], 8
@@ -139,8 +140,9 @@ def test_an_absurd_config_is_estimated_without_real_memory(tmp_path):
 
     tests = Path(__file__).resolve().parent
     env = {**__import__("os").environ, "PYTHONPATH": f"{tests.parent}{__import__('os').pathsep}{tests}"}
-    out = subprocess.run([sys.executable, "-c", _NO_REAL_MEMORY, str(tmp_path)], capture_output=True, text=True,
-                         timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_REAL_MEMORY, str(tmp_path)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["need_huge"] > 10 * GIB  # what the config asks for is counted ...

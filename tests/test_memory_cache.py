@@ -24,6 +24,7 @@ def counted(monkeypatch):
         def wrapped(*args, **kwargs):
             calls[kind] += 1
             return fn(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(memory, "_decoder_activation_bytes", count("vqgan", decoder))

@@ -47,8 +47,11 @@ def server(tiny_models, monkeypatch):
             s.files[f"/mirror/{NAME}.{kind}"] = data
         entry = registry.VQGAN_MODELS[NAME]
         local = {k: Source((f"{s.url}/official/{k}",)) for k in ("yaml", "ckpt")}
-        monkeypatch.setitem(registry.VQGAN_MODELS, NAME, registry.VQGANEntry(
-            NAME, entry.description, size_mb=entry.size_mb, sources=local))
+        monkeypatch.setitem(
+            registry.VQGAN_MODELS,
+            NAME,
+            registry.VQGANEntry(NAME, entry.description, size_mb=entry.size_mb, sources=local),
+        )
         yield s
 
 
@@ -86,8 +89,11 @@ def test_lock_refuses_a_changed_file_and_a_different_redownload(server, tmp_path
     data = bytearray(ckpt.read_bytes())
     data[-100] ^= 0xFF
     ckpt.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"does not match the SHA-256 recorded in .*vqclip.lock.json.*it is not "
-                                              rf"used; run `vqclip models download {NAME} --force`"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"does not match the SHA-256 recorded in .*vqclip.lock.json.*it is not "
+        rf"used; run `vqclip models download {NAME} --force`",
+    ):
         resolve_vqgan(NAME)
     # the source now serves other bytes: trust on first use refuses them, and names the way out
     ckpt.unlink()
@@ -107,8 +113,25 @@ def test_offline_download_fails_fast_without_traffic(server):
 
 def test_generate_downloads_a_missing_default_on_first_use(server, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setenv("VQCLIP_MIRROR", server.url + "/mirror")
-    args = ["generate", "a red circle", "--vqgan", NAME, "--clip", tiny_models["clip"], "--size", "32", "32",
-            "--steps", "2", "--cutn", "2", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    args = [
+        "generate",
+        "a red circle",
+        "--vqgan",
+        NAME,
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--steps",
+        "2",
+        "--cutn",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    ]
     result = runner.invoke(app, [*args, "--offline"])
     assert result.exit_code == 2 and f"vqclip models download {NAME}" in result.stderr
     assert server.requests == []
@@ -120,16 +143,36 @@ def test_generate_downloads_a_missing_default_on_first_use(server, tiny_models, 
 
 
 def test_models_add_then_generate_by_name(tiny_models, tmp_path):
-    result = models("add", "mine", "--config", tiny_models["vqgan"], "--ckpt", tiny_models["ckpt"],
-                    "--description", "my tiny model")
+    result = models(
+        "add", "mine", "--config", tiny_models["vqgan"], "--ckpt", tiny_models["ckpt"], "--description", "my tiny model"
+    )
     assert result.exit_code == 0, result.output
     listing = models("list")
     assert listing.exit_code == 0 and "VQGAN (added)" in listing.stdout
     line = next(line for line in listing.stdout.splitlines() if line.strip().startswith("mine"))
     assert "present" in line and tiny_models["ckpt"] in line
-    result = runner.invoke(app, ["generate", "a red circle", "--vqgan", "mine", "--clip", tiny_models["clip"],
-                                 "--size", "32", "32", "--steps", "2", "--cutn", "2", "--out",
-                                 str(tmp_path / "out"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "a red circle",
+            "--vqgan",
+            "mine",
+            "--clip",
+            tiny_models["clip"],
+            "--size",
+            "32",
+            "32",
+            "--steps",
+            "2",
+            "--cutn",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -158,8 +201,16 @@ def test_models_list_shows_every_model_its_size_state_and_path(server, tmp_path)
     result = models("list")
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
-    for name in ["vqgan_imagenet_f16_1024", "vqgan_gumbel_f8_8192", "wikiart_16384", "coco", "faceshq", "sflckr",
-                 "ViT-B-32-quickgelu:openai", "ViT-L-14:openai"]:
+    for name in [
+        "vqgan_imagenet_f16_1024",
+        "vqgan_gumbel_f8_8192",
+        "wikiart_16384",
+        "coco",
+        "faceshq",
+        "sflckr",
+        "ViT-B-32-quickgelu:openai",
+        "ViT-L-14:openai",
+    ]:
         assert name in rows
     assert "present" in rows[NAME] and str(ckdir / f"{NAME}.ckpt") in rows[NAME] and "~" not in rows[NAME]
     assert "~376 MB" in rows["vqgan_gumbel_f8_8192"] and "missing" in rows["vqgan_gumbel_f8_8192"]
@@ -232,12 +283,23 @@ def test_truncated_checkpoint_is_a_clear_error_through_the_registry(tiny_models,
 def test_transformer_checkpoint_yields_its_first_stage(tiny_models, tmp_path):
     """coco, faceshq and sflckr are whole taming transformers; their VQGAN is the first stage."""
     doc = yaml.safe_load(Path(tiny_models["vqgan"]).read_text())
-    wrapped = {"model": {"target": "taming.models.cond_transformer.Net2NetTransformer",
-                         "params": {"first_stage_config": doc["model"], "transformer_config": {"target": "x"}}}}
+    wrapped = {
+        "model": {
+            "target": "taming.models.cond_transformer.Net2NetTransformer",
+            "params": {"first_stage_config": doc["model"], "transformer_config": {"target": "x"}},
+        }
+    }
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(wrapped))
     state = torch.load(tiny_models["ckpt"], weights_only=True)["state_dict"]
-    torch.save({"state_dict": {**{f"first_stage_model.{k}": v for k, v in state.items()},
-                               "transformer.tok_emb.weight": torch.zeros(4, 4)}}, tmp_path / "t.ckpt")
+    torch.save(
+        {
+            "state_dict": {
+                **{f"first_stage_model.{k}": v for k, v in state.items()},
+                "transformer.tok_emb.weight": torch.zeros(4, 4),
+            }
+        },
+        tmp_path / "t.ckpt",
+    )
     model = load_vqgan(tmp_path / "t.yaml", tmp_path / "t.ckpt")
     assert torch.equal(model.codebook, state["quantize.embedding.weight"])
 

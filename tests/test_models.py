@@ -48,9 +48,14 @@ def test_lightning_checkpoint_keyed_by_model_checkpoint_class_loads(tmp_path, mo
     config, _ = write_vqgan(tmp_path, "official")
     model = build_vqgan(read_vqgan_yaml(config))
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": model.state_dict(),
-                "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}},
-                "pytorch-lightning_version": "1.0.8"}, ckpt)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}},
+            "pytorch-lightning_version": "1.0.8",
+        },
+        ckpt,
+    )
     monkeypatch.delitem(sys.modules, module.__name__)  # loading must not need Lightning
     loaded = load_vqgan(config, ckpt)
     assert torch.equal(loaded.codebook, model.codebook)
@@ -199,8 +204,12 @@ def _tiny_yaml(**changes) -> str:
 HOSTILE_YAMLS = [
     ("env-interpolation", _tiny_yaml(n_embed="${oc.env:VQCLIP_TEST_SECRET}"), "uses an interpolation"),
     ("resolver-interpolation", _tiny_yaml(ch="${oc.decode:'1'}"), "uses an interpolation"),
-    ("alias-bomb", "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nmodel: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "aliases"),
+    (
+        "alias-bomb",
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nmodel: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+        "aliases",
+    ),
     ("deep-nesting", "model: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than"),
     ("python-tag", "model: !!python/object/apply:os.system [echo hi]\n", "could not determine a constructor"),
     ("huge-channels", _tiny_yaml(ch="100000000"), "ch = 100000000 is not a whole number from 1 to 4096"),
@@ -213,8 +222,7 @@ HOSTILE_YAMLS = [
 
 
 @pytest.mark.parametrize("case, text, fragment", HOSTILE_YAMLS, ids=[c[0] for c in HOSTILE_YAMLS])
-def test_model_yaml_is_data_only_and_bounded(case, text, fragment, tiny_models, tmp_path, monkeypatch,
-                                             no_model_loads):
+def test_model_yaml_is_data_only_and_bounded(case, text, fragment, tiny_models, tmp_path, monkeypatch, no_model_loads):
     from typer.testing import CliRunner
 
     from vqclip.cli import app
@@ -224,8 +232,24 @@ def test_model_yaml_is_data_only_and_bounded(case, text, fragment, tiny_models, 
     path.write_text(text)
     with pytest.raises(ConfigError, match=fragment):
         read_vqgan_yaml(path)
-    result = CliRunner().invoke(app, ["generate", "x", "--vqgan", str(path), "--vqgan-ckpt", tiny_models["ckpt"],
-                                      "--clip", tiny_models["clip"], "--size", "32", "32", "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "x",
+            "--vqgan",
+            str(path),
+            "--vqgan-ckpt",
+            tiny_models["ckpt"],
+            "--clip",
+            tiny_models["clip"],
+            "--size",
+            "32",
+            "32",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.output
 
@@ -240,11 +264,15 @@ def test_special_files_as_model_files_are_refused_without_blocking(tiny_models, 
 
 
 @settings(max_examples=int(os.environ.get("FUZZ", 150)), deadline=None)
-@given(text=st.text(max_size=300) | st.builds(lambda mult, ch, n: _tiny_yaml(ch_mult=mult, ch=ch, n_embed=n),
-                                             st.sampled_from(["[1, 2]", "[]", "1", "[0]", "[-1, 2]", "[1, true]",
-                                                              "{a: 1}", "[1.5, 2]", "null"]),
-                                             st.sampled_from(["32", "0", "-1", "1e3", "[1]", "'x'", "null"]),
-                                             st.sampled_from(["64", "0", "true", "99999999999999999999"])))
+@given(
+    text=st.text(max_size=300)
+    | st.builds(
+        lambda mult, ch, n: _tiny_yaml(ch_mult=mult, ch=ch, n_embed=n),
+        st.sampled_from(["[1, 2]", "[]", "1", "[0]", "[-1, 2]", "[1, true]", "{a: 1}", "[1.5, 2]", "null"]),
+        st.sampled_from(["32", "0", "-1", "1e3", "[1]", "'x'", "null"]),
+        st.sampled_from(["64", "0", "true", "99999999999999999999"]),
+    )
+)
 def test_any_text_as_a_model_yaml_is_read_or_refused_in_one_line(text, tmp_path_factory):
     path = tmp_path_factory.mktemp("yaml") / "m.yaml"
     path.write_text(text)

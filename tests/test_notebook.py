@@ -17,10 +17,21 @@ IPython = pytest.importorskip("IPython")  # the [test] extra installs it
 
 
 def tiny_cfg(tiny_models, tmp_path, **options):
-    return resolve(options={"prompt": "a red circle", "model.vqgan": tiny_models["vqgan"],
-                            "model.clip": [tiny_models["clip"]], "width": 32, "height": 32, "cutouts.cutn": 2,
-                            "device": "cpu", "seed": 1, "output.dir": str(tmp_path / "out"), "optim.lr": 0.5,
-                            **options})
+    return resolve(
+        options={
+            "prompt": "a red circle",
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "seed": 1,
+            "output.dir": str(tmp_path / "out"),
+            "optim.lr": 0.5,
+            **options,
+        }
+    )
 
 
 @pytest.fixture
@@ -32,8 +43,11 @@ def shell():
 
 def shown(outputs) -> list[tuple[str, bool, np.ndarray]]:
     """(display id, is an update, pixels) of every image the shell was given."""
-    return [(o.transient["display_id"], o.update, np.asarray(Image.open(io.BytesIO(o.data["image/png"]))))
-            for o in outputs if "image/png" in o.data]
+    return [
+        (o.transient["display_id"], o.update, np.asarray(Image.open(io.BytesIO(o.data["image/png"]))))
+        for o in outputs
+        if "image/png" in o.data
+    ]
 
 
 def test_a_run_shows_one_image_updated_in_place_and_a_bar(shell, tiny_models, tmp_path):
@@ -42,8 +56,9 @@ def test_a_run_shows_one_image_updated_in_place_and_a_bar(shell, tiny_models, tm
     import vqclip
 
     with capture_output() as cap:
-        result = vqclip.run(tiny_cfg(tiny_models, tmp_path, steps=6, **{"output.save_every": 2}),
-                            observers=[vqclip.NotebookDisplay()])
+        result = vqclip.run(
+            tiny_cfg(tiny_models, tmp_path, steps=6, **{"output.save_every": 2}), observers=[vqclip.NotebookDisplay()]
+        )
     images = shown(cap.outputs)
     assert len(images) == 4  # frames 0, 2, 4 and the final image
     assert len({d for d, _, _ in images}) == 1 and [u for _, u, _ in images] == [False, True, True, True]
@@ -60,8 +75,9 @@ def test_watch_shows_the_loop_alone_every_n_steps(shell, tiny_models, tmp_path):
     import vqclip
 
     with capture_output() as cap:
-        steps = list(vqclip.NotebookDisplay().watch(vqclip.generate(tiny_cfg(tiny_models, tmp_path, steps=5)),
-                                                    every=2, total=5))
+        steps = list(
+            vqclip.NotebookDisplay().watch(vqclip.generate(tiny_cfg(tiny_models, tmp_path, steps=5)), every=2, total=5)
+        )
     assert [s.i for s in steps] == [0, 1, 2, 3, 4, 5] and steps[-1].final
     images = shown(cap.outputs)
     assert len(images) == 4 and [u for _, u, _ in images] == [False, True, True, True]  # steps 0, 2, 4, final
@@ -69,10 +85,12 @@ def test_watch_shows_the_loop_alone_every_n_steps(shell, tiny_models, tmp_path):
 
 def test_the_cli_never_imports_ipython(tmp_path):
     """A full generate with --preview, in a process that has IPython installed: it stays unimported."""
-    code = ("import sys\nfrom vqclip.cli import app\n"
-            "try:\n    app(['generate', 'a red circle', '--preset', 'toy', '--steps', '3', '--preview', '--out', "
-            f"{str(tmp_path / 'out')!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('IPython' in sys.modules, 'vqclip.notebook' in sys.modules)")
+    code = (
+        "import sys\nfrom vqclip.cli import app\n"
+        "try:\n    app(['generate', 'a red circle', '--preset', 'toy', '--steps', '3', '--preview', '--out', "
+        f"{str(tmp_path / 'out')!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('IPython' in sys.modules, 'vqclip.notebook' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False False"

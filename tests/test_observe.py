@@ -42,9 +42,20 @@ class Recorder(Observer):
 
 
 def tiny_cfg(tiny_models, tmp_path, **options):
-    return resolve(options={"prompt": "a red circle", "model.vqgan": tiny_models["vqgan"],
-                            "model.clip": [tiny_models["clip"]], "width": 32, "height": 32, "cutouts.cutn": 2,
-                            "device": "cpu", "seed": 1, "output.dir": str(tmp_path / "out"), **options})
+    return resolve(
+        options={
+            "prompt": "a red circle",
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "seed": 1,
+            "output.dir": str(tmp_path / "out"),
+            **options,
+        }
+    )
 
 
 @pytest.mark.parametrize("save_every, steps", [(3, 7), (4, 8), (0, 5)])
@@ -87,8 +98,10 @@ def test_batch_tells_the_total_then_every_group(tiny_models, tmp_path):
     from vqclip.jobs import Job
 
     base = tiny_cfg(tiny_models, tmp_path, steps=3, **{"output.save_every": 2})
-    jobs = [Job(index=k, id=f"j{k}", prompt=p, options={}, source=f"line {k + 1}")
-            for k, p in enumerate(["a red circle", "a blue square", "a green star"])]
+    jobs = [
+        Job(index=k, id=f"j{k}", prompt=p, options={}, source=f"line {k + 1}")
+        for k, p in enumerate(["a red circle", "a blue square", "a green star"])
+    ]
     planned = plan_jobs(jobs, base, base_seed=5)
     rec = Recorder()
     import torch
@@ -98,8 +111,12 @@ def test_batch_tells_the_total_then_every_group(tiny_models, tmp_path):
     assert rec.of("begin") == [([0, 1],), ([0],)]
     assert rec.of("frame") == [(0, 0), (1, 0), (0, 2), (1, 2), (0, 0), (0, 2)]
     assert [c for c in rec.calls if c[0] in ("finish", "end")] == [
-        ("finish", 0, "complete"), ("finish", 1, "complete"), ("end", "complete"),
-        ("finish", 0, "complete"), ("end", "complete")]
+        ("finish", 0, "complete"),
+        ("finish", 1, "complete"),
+        ("end", "complete"),
+        ("finish", 0, "complete"),
+        ("end", "complete"),
+    ]
 
 
 def test_animation_shows_every_frame(tiny_models, tmp_path):

@@ -44,7 +44,8 @@ def test_the_published_table_is_openais_clip_py(published):
     assert len(real) == 9 and all(len(sha) == 64 for sha in real)
     assert openai_clip.url("40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af") == (
         "https://openaipublic.azureedge.net/clip/models/"
-        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"
+    )
     for sha, archive in real.items():
         assert archive.open_clip in open_clip.list_models() and archive.names[1] in open_clip.list_models()
         # open_clip lists the same URL for the openai tag: two independent copies of OpenAI's hashes agree
@@ -95,8 +96,7 @@ def test_published_archive_loads_with_embeddings_equal_to_the_archives_own(opena
         assert torch.nn.functional.cosine_similarity(ours, theirs).min() > 0.99999
 
 
-def test_archive_is_read_once_then_loaded_from_its_safetensors_cache(openai_archive, published, tmp_path,
-                                                                     monkeypatch):
+def test_archive_is_read_once_then_loaded_from_its_safetensors_cache(openai_archive, published, tmp_path, monkeypatch):
     first = load_clip(f"{NAME}:{openai_archive}")
     base = tmp_path / "checkpoints"
     cache = integrity.cache_path(base, published, "clip")
@@ -114,8 +114,9 @@ def test_archive_is_read_once_then_loaded_from_its_safetensors_cache(openai_arch
 def test_wrong_architecture_for_the_name_is_named_before_any_load(openai_archive, published, no_model_loads):
     with pytest.raises(UsageError) as e:
         check_clip(f"ViT-B-32:{openai_archive}")
-    assert str(e.value) == (f"{openai_archive} is OpenAI's Tiny/8 CLIP, not ViT-B-32; "
-                            f"pass --clip {NAME}:{openai_archive}")
+    assert str(e.value) == (
+        f"{openai_archive} is OpenAI's Tiny/8 CLIP, not ViT-B-32; pass --clip {NAME}:{openai_archive}"
+    )
 
 
 def test_name_openai_uses_the_archive_in_the_openai_clip_cache(openai_archive, published, tmp_path):
@@ -188,13 +189,36 @@ def test_generate_runs_on_an_openai_archive(openai_archive, published, tiny_args
     assert Path(result.stdout.strip().splitlines()[-1]).is_file()
 
 
-@pytest.mark.parametrize("open_clip_name, arch", [
-    ("ViT-B-32-quickgelu", dict(embed_dim=512, image_size=224, patch_size=32, vision_width=768, vision_layers=12,
-                                text_width=512, text_layers=12)),
-    pytest.param("ViT-L-14-336-quickgelu", dict(embed_dim=768, image_size=336, patch_size=14, vision_width=1024,
-                                                vision_layers=24, text_width=768, text_layers=12),
-                 marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "open_clip_name, arch",
+    [
+        (
+            "ViT-B-32-quickgelu",
+            dict(
+                embed_dim=512,
+                image_size=224,
+                patch_size=32,
+                vision_width=768,
+                vision_layers=12,
+                text_width=512,
+                text_layers=12,
+            ),
+        ),
+        pytest.param(
+            "ViT-L-14-336-quickgelu",
+            dict(
+                embed_dim=768,
+                image_size=336,
+                patch_size=14,
+                vision_width=1024,
+                vision_layers=24,
+                text_width=768,
+                text_layers=12,
+            ),
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
 def test_openais_layout_of_the_real_sizes_is_what_open_clip_builds(open_clip_name, arch):
     """The state dict OpenAI's ViT archives hold (names and shapes, on the meta device: no memory) loads strictly
     into the open_clip architecture the table maps it to."""
@@ -204,8 +228,9 @@ def test_openais_layout_of_the_real_sizes_is_what_open_clip_builds(open_clip_nam
     with torch.device("meta"):
         theirs = OpenAICLIP(**{**TINY, **arch}).state_dict()
     ours = open_clip.create_model(open_clip_name, pretrained=None, load_weights=False, device="meta").state_dict()
-    theirs = {k: tuple(v.shape) for k, v in theirs.items() if k not in ("input_resolution", "context_length",
-                                                                         "vocab_size")}
+    theirs = {
+        k: tuple(v.shape) for k, v in theirs.items() if k not in ("input_resolution", "context_length", "vocab_size")
+    }
     assert theirs == {k: tuple(v.shape) for k, v in ours.items()}
 
 
@@ -214,6 +239,7 @@ def test_tensors_of_a_published_archive_that_are_no_weights_are_left_out(openai_
     monkeypatch.setattr(openai_clip, "read_archive", lambda p: {k: v for k, v in real(p).items() if k != "visual.proj"})
     with pytest.raises(UsageError, match="1 weights missing, e.g. visual.proj"):  # fails before anything is cached
         load_clip(f"{NAME}:{openai_archive}")
-    monkeypatch.setattr(openai_clip, "read_archive",
-                        lambda p: {**real(p), "transformer.resblocks.0.attn_mask": torch.zeros(77, 77)})
+    monkeypatch.setattr(
+        openai_clip, "read_archive", lambda p: {**real(p), "transformer.resblocks.0.attn_mask": torch.zeros(77, 77)}
+    )
     assert load_clip(f"{NAME}:{openai_archive}").input_size == 32

@@ -18,9 +18,20 @@ def cache():
 
 
 def run_for(tiny_models, cache, **options):
-    cfg = resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                           "height": 32, "steps": 6, "cutouts.cutn": 2, "device": "cpu", "seed": 2,
-                           "prompt": "a red circle", **options})
+    cfg = resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 6,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "seed": 2,
+            "prompt": "a red circle",
+            **options,
+        }
+    )
     return prepare_run(cfg, outputs=False, models=cache)
 
 
@@ -31,14 +42,22 @@ def same(a, b) -> bool:
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_continuing_from_any_steps_state_repeats_the_run(optimizer, tiny_models, cache):
     # weight decay and init_weight: every term of the update and the loss depends on the restored state
-    run = run_for(tiny_models, cache, **{"optim.name": optimizer, "optim.weight_decay": 0.01, "init_weight": 0.3,
-                                         "keyframes": {0: "a red circle", 3: "a blue square"}})
+    run = run_for(
+        tiny_models,
+        cache,
+        **{
+            "optim.name": optimizer,
+            "optim.weight_decay": 0.01,
+            "init_weight": 0.3,
+            "keyframes": {0: "a red circle", 3: "a blue square"},
+        },
+    )
     whole = list(run.steps())
     assert whole[-1].final and [s.state.step for s in whole] == [1, 2, 3, 4, 5, 6, 6]
     for k in (0, 2, 4, 5):  # resume at steps 1, 3 (the story's second segment starts there), 5 and 6
         again = list(run.steps(starts=[whole[k].state]))
         assert len(again) == len(whole) - k - 1
-        assert all(same(a, b) for a, b in zip(again, whole[k + 1:], strict=True))
+        assert all(same(a, b) for a, b in zip(again, whole[k + 1 :], strict=True))
 
 
 def test_a_batchs_images_continue_apart_or_together(tiny_models, cache):
@@ -61,8 +80,10 @@ CONTROLS = {
     "schedules": {"optim.schedule": "cosine", "init_schedule": "linear", "init_weight": 0.3},
     "losses": {"losses.tv": 0.5, "losses.saturation": 0.5},
     "noise prompts": {"noise_prompt_seeds": [7], "noise_prompt_weights": [0.5]},
-    "overview cutouts, new augmentations": {"cutouts.method": "overview",
-                                            "cutouts.augments": ["perspective", "erasing", "jitter"]},
+    "overview cutouts, new augmentations": {
+        "cutouts.method": "overview",
+        "cutouts.augments": ["perspective", "erasing", "jitter"],
+    },
     "perlin init": {"init": "perlin"},
 }
 

@@ -12,13 +12,31 @@ from vqclip.outputs import _RESERVED, safe_name
 
 runner = CliRunner()
 
-HOSTILE = ["../../etc/x", "/abs/path/x", "a\x00b", "x" * 5000, "con", "nul", "NUL", "COM1", "..", ".", "~/x",
-           "a\\..\\..\\b", "-rf", "日本語", "x/" * 300, " ", "\n"]
+HOSTILE = [
+    "../../etc/x",
+    "/abs/path/x",
+    "a\x00b",
+    "x" * 5000,
+    "con",
+    "nul",
+    "NUL",
+    "COM1",
+    "..",
+    ".",
+    "~/x",
+    "a\\..\\..\\b",
+    "-rf",
+    "日本語",
+    "x/" * 300,
+    " ",
+    "\n",
+]
 
 
 def _generate(args, tiny_args):
-    result = runner.invoke(app, ["generate", *args, *tiny_args, "--steps", "1", "--cutn", "1", "--seed", "5",
-                                 "--save-every", "0"])
+    result = runner.invoke(
+        app, ["generate", *args, *tiny_args, "--steps", "1", "--cutn", "1", "--seed", "5", "--save-every", "0"]
+    )
     assert result.exit_code == 0, result.output
     return result.stdout.strip().splitlines()[-1]
 
@@ -36,8 +54,9 @@ def _assert_inside(final: str, out, before: set, tmp_path):
 
 
 # a blank prompt is refused, and "-rf" would be read as an option (the bad-input catalogue covers both)
-@pytest.mark.parametrize("prompt", [p for p in HOSTILE if p.strip() and not p.startswith("-")],
-                         ids=lambda p: repr(p[:20]))
+@pytest.mark.parametrize(
+    "prompt", [p for p in HOSTILE if p.strip() and not p.startswith("-")], ids=lambda p: repr(p[:20])
+)
 def test_prompt_derived_names_stay_inside_the_output_folder(prompt, tiny_args, tmp_path):
     before = set(tmp_path.iterdir())
     final = _generate([prompt], tiny_args)
@@ -51,12 +70,15 @@ def test_name_option_stays_inside_the_output_folder(name, tiny_args, tmp_path):
     _assert_inside(final, tmp_path / "out", before, tmp_path)
 
 
-@pytest.mark.parametrize("first, second", [
-    (["a/b"], ["a b"]),  # two prompts with one slug
-    (["x", "--name", "run"], ["y", "--name", "run"]),  # one --name twice
-    (["x", "--name", "../run"], ["y", "--name", "run"]),
-    (["con"], ["con"]),
-])
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        (["a/b"], ["a b"]),  # two prompts with one slug
+        (["x", "--name", "run"], ["y", "--name", "run"]),  # one --name twice
+        (["x", "--name", "../run"], ["y", "--name", "run"]),
+        (["con"], ["con"]),
+    ],
+)
 def test_a_second_run_never_clobbers_the_first(first, second, tiny_args, tmp_path):
     from pathlib import Path
 
@@ -73,14 +95,23 @@ def test_a_safe_name_is_kept_as_typed(name, tiny_args, tmp_path):
     assert final == str(tmp_path / "out" / name / "final.png")
 
 
-@pytest.mark.parametrize("name, folder", [("My Run", "My-Run"), ("../Runs/A", "Runs-A"), ("con", "run-con"),
-                                          (".hidden", "hidden"), ("CamelCase/x", "CamelCase-x")])
+@pytest.mark.parametrize(
+    "name, folder",
+    [
+        ("My Run", "My-Run"),
+        ("../Runs/A", "Runs-A"),
+        ("con", "run-con"),
+        (".hidden", "hidden"),
+        ("CamelCase/x", "CamelCase-x"),
+    ],
+)
 def test_an_unsafe_name_keeps_its_case_and_loses_only_what_is_unsafe(name, folder, tiny_args, tmp_path):
     assert _generate(["a red circle", "--name", name], tiny_args) == str(tmp_path / "out" / folder / "final.png")
 
 
 SAFE = st.text(st.sampled_from("abcXYZ019_.-é日"), min_size=1, max_size=80).filter(
-    lambda s: s[0] not in ".-" and not s.endswith(".") and s.split(".")[0].lower() not in _RESERVED)
+    lambda s: s[0] not in ".-" and not s.endswith(".") and s.split(".")[0].lower() not in _RESERVED
+)
 
 
 @given(name=SAFE)
@@ -92,5 +123,5 @@ def test_every_safe_name_is_kept(name):
 def test_every_name_becomes_one_plain_path_component(text):
     name = safe_name(text)
     assert name and name not in (".", "..") and not name.startswith((".", "-")) and not name.endswith(".")
-    assert not set(name) & set("/\\\x00:*?\"<>| \n\t") and len(name.encode()) <= 200
+    assert not set(name) & set('/\\\x00:*?"<>| \n\t') and len(name.encode()) <= 200
     assert name.split(".")[0].lower() not in _RESERVED

@@ -35,8 +35,10 @@ def test_video_never_overwrites_an_existing_mp4_or_gif(existing, tmp_path):
     (tmp_path / existing).write_bytes(b"someone's file")
     result = runner.invoke(app, ["video", str(frames), "--gif"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.strip() == f"error: {tmp_path / existing} already exists; vqclip does not overwrite " \
-                                    f"outputs, choose another --out"
+    assert (
+        result.stderr.strip() == f"error: {tmp_path / existing} already exists; vqclip does not overwrite "
+        f"outputs, choose another --out"
+    )
     assert (tmp_path / existing).read_bytes() == b"someone's file"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["frames", existing])  # nothing else written
 
@@ -68,8 +70,13 @@ def test_a_full_disk_while_encoding_is_one_line_and_no_ffmpeg_noise(tmp_path):
             except OSError as e:
                 assert e.errno == errno.ENOSPC
         os.truncate(filler, filler.stat().st_size - 40_000)  # room to start the video, not to finish it
-        out = subprocess.run([sys.executable, "-m", "vqclip", "video", str(frames), "--out", str(disk / "v.mp4")],
-                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        out = subprocess.run(
+            [sys.executable, "-m", "vqclip", "video", str(frames), "--out", str(disk / "v.mp4")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert out.returncode == 1, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1, lines  # no "[out#0/mp4 @ 0x...] Error muxing a packet" lines before it
@@ -95,8 +102,7 @@ def test_control_characters_in_warnings_are_escaped_too(tmp_path):
     folder.mkdir()
     Image.fromarray(render("red", "circle", np.random.default_rng(0))).save(folder / "ok.png")
     (folder / "bad\x1b[31m.png").write_text("not an image")
-    result = runner.invoke(app, ["rank", str(folder), "a red circle", "--clip", "toy", "--device", "cpu",
-                                 "--no-cache"])
+    result = runner.invoke(app, ["rank", str(folder), "a red circle", "--clip", "toy", "--device", "cpu", "--no-cache"])
     assert result.exit_code == 0, result.output
     warning = next(line for line in result.stderr.splitlines() if line.startswith("warning: skipping"))
     assert "bad\\x1b[31m.png" in warning and "\x1b" not in result.stderr

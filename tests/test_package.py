@@ -62,7 +62,7 @@ def test_no_import_circles():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
@@ -87,17 +87,33 @@ def test_modules_stay_small_or_say_why():
 def test_loop_modules_import_no_models_files_or_cli():
     """The loop's floor (config, ops, prompts, story, cutouts, fastpath, optimize) knows no model, file or CLI."""
     modules = _modules()
-    upper = {"vqclip.vqgan", "vqclip.clip", "vqclip.store", "vqclip.runner", "vqclip.writer", "vqclip.outputs",
-             "vqclip.cli"}
-    for name in ("vqclip.config", "vqclip.ops", "vqclip.prompts", "vqclip.story", "vqclip.cutouts",
-                 "vqclip.fastpath", "vqclip.optimize"):
+    upper = {
+        "vqclip.vqgan",
+        "vqclip.clip",
+        "vqclip.store",
+        "vqclip.runner",
+        "vqclip.writer",
+        "vqclip.outputs",
+        "vqclip.cli",
+    }
+    for name in (
+        "vqclip.config",
+        "vqclip.ops",
+        "vqclip.prompts",
+        "vqclip.story",
+        "vqclip.cutouts",
+        "vqclip.fastpath",
+        "vqclip.optimize",
+    ):
         bad = {m for m in _imports(name, modules[name], modules) if any(m.startswith(u) for u in upper)}
         assert not bad, f"{name} imports {bad}"
 
 
 def test_public_api_is_lazy_listed_and_versioned():
-    code = ("import sys, vqclip; heavy = [m for m in ('torch', 'open_clip', 'vqclip.runner') if m in sys.modules]; "
-            "print(heavy, vqclip.__version__, sorted(vqclip.__all__))")
+    code = (
+        "import sys, vqclip; heavy = [m for m in ('torch', 'open_clip', 'vqclip.runner') if m in sys.modules]; "
+        "print(heavy, vqclip.__version__, sorted(vqclip.__all__))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("[] "), f"importing vqclip imported {out}"
     for name in vqclip.__all__:
@@ -109,9 +125,11 @@ def test_public_api_is_lazy_listed_and_versioned():
 def test_cli_help_imports_no_torch():
     """`vqclip --help` and each command's --help stay light: the library loads when a command runs."""
     commands = [[], ["generate"], ["batch"], ["animate"], ["bench"], ["eval"], ["video"], ["models", "list"], ["score"]]
-    code = ("import sys; from typer.testing import CliRunner; from vqclip.cli import app; "
-            f"codes = [CliRunner().invoke(app, [*c, '--help']).exit_code for c in {commands!r}]; "
-            "print(codes, [m for m in ('torch', 'open_clip', 'numpy', 'vqclip.runner') if m in sys.modules])")
+    code = (
+        "import sys; from typer.testing import CliRunner; from vqclip.cli import app; "
+        f"codes = [CliRunner().invoke(app, [*c, '--help']).exit_code for c in {commands!r}]; "
+        "print(codes, [m for m in ('torch', 'open_clip', 'numpy', 'vqclip.runner') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"{[0] * len(commands)} []", out
 
@@ -143,8 +161,13 @@ def test_every_imported_distribution_is_declared():
     for module, extra in optional.items():
         assert module.lower() in names(project["optional-dependencies"][extra]), f"{module} not in [{extra}]"
         declared.add(module.lower())
-    dist_of = {"yaml": "pyyaml", "PIL": "pillow", "open_clip": "open_clip_torch",
-               "taming": "taming-transformers-rom1504", "imageio_ffmpeg": "imageio-ffmpeg"}
+    dist_of = {
+        "yaml": "pyyaml",
+        "PIL": "pillow",
+        "open_clip": "open_clip_torch",
+        "taming": "taming-transformers-rom1504",
+        "imageio_ffmpeg": "imageio-ffmpeg",
+    }
     std = set(sys.stdlib_module_names)
     used = set()
     for path in _modules().values():

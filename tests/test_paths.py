@@ -34,12 +34,36 @@ def test_files_inside_are_found(tree):
     assert inside(tree, "in.png") == (tree / "a-run" / "final.png").resolve()  # a link that stays inside
 
 
-@pytest.mark.parametrize("rel", [
-    "../secret.txt", "a-run/../../secret.txt", "/etc/passwd", str(Path("/etc/passwd")), "//etc/passwd",
-    "a-run/./final.png", "a-run//final.png", "./a-run/final.png", "a-run/final.png/", "a-run", "a-run/frames", "",
-    "a-run/.final.123.tmp.png", ".", "..", "a-run\\..\\..\\secret.txt", "C:/secret.txt", "a-run/final.png\0.txt",
-    "out.png", "up/secret.txt", "loop", "missing.png", None, 3, ["a-run/final.png"],
-])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "../secret.txt",
+        "a-run/../../secret.txt",
+        "/etc/passwd",
+        str(Path("/etc/passwd")),
+        "//etc/passwd",
+        "a-run/./final.png",
+        "a-run//final.png",
+        "./a-run/final.png",
+        "a-run/final.png/",
+        "a-run",
+        "a-run/frames",
+        "",
+        "a-run/.final.123.tmp.png",
+        ".",
+        "..",
+        "a-run\\..\\..\\secret.txt",
+        "C:/secret.txt",
+        "a-run/final.png\0.txt",
+        "out.png",
+        "up/secret.txt",
+        "loop",
+        "missing.png",
+        None,
+        3,
+        ["a-run/final.png"],
+    ],
+)
 def test_everything_else_is_refused(tree, rel):
     assert inside(tree, rel) is None
 
@@ -64,8 +88,29 @@ def shared_tree(tmp_path_factory):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["..", ".", "", "a-run", "final.png", "frames", "up", "out.png", "%2e%2e", "/",
-                                 "step_00000.png", "secret.txt", ".final.123.tmp.png", "root"]), max_size=6))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "..",
+                ".",
+                "",
+                "a-run",
+                "final.png",
+                "frames",
+                "up",
+                "out.png",
+                "%2e%2e",
+                "/",
+                "step_00000.png",
+                "secret.txt",
+                ".final.123.tmp.png",
+                "root",
+            ]
+        ),
+        max_size=6,
+    )
+)
 def test_whatever_it_is_given_it_never_leaves_the_folder(shared_tree, rel_parts):
     found = inside(shared_tree, "/".join(rel_parts))
     assert found is None or (found.is_file() and found.is_relative_to(shared_tree.resolve()))

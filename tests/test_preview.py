@@ -92,10 +92,21 @@ class SSEClient:
 
 
 def tiny_cfg(tiny_models, tmp_path, **options):
-    return resolve(options={"prompt": "a red circle", "model.vqgan": tiny_models["vqgan"],
-                            "model.clip": [tiny_models["clip"]], "width": 32, "height": 32, "cutouts.cutn": 2,
-                            "device": "cpu", "seed": 1, "output.dir": str(tmp_path / "out"),
-                            "optim.lr": 0.5, **options})  # tiny models change their codes within a few steps at 0.5
+    return resolve(
+        options={
+            "prompt": "a red circle",
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "seed": 1,
+            "output.dir": str(tmp_path / "out"),
+            "optim.lr": 0.5,
+            **options,
+        }
+    )  # tiny models change their codes within a few steps at 0.5
 
 
 def decode(url: str) -> np.ndarray:
@@ -128,12 +139,12 @@ def refused(url: str) -> bool:
 
 # what the page is told, from real runs in this process
 
+
 def test_a_run_streams_its_images_losses_result_and_end(tiny_models, tmp_path):
     with open_preview("generate", "a red circle") as preview:
         client = SSEClient(preview.url)
         client.wait(lambda e: e and e[0][0] == "snapshot")
-        result = run(tiny_cfg(tiny_models, tmp_path, steps=7, **{"output.save_every": 3}),
-                     observers=[preview.observer])
+        result = run(tiny_cfg(tiny_models, tmp_path, steps=7, **{"output.save_every": 3}), observers=[preview.observer])
         client.wait(lambda e: any(n == "finished" for n, _ in e))
         status, body, headers = get(preview.url, "/files/final.png")
         assert status == 200 and headers["Content-Type"] == "image/png"
@@ -271,6 +282,7 @@ def test_a_page_that_stops_reading_never_holds_the_run():
 
 # the files it serves: the run's own, and nothing else
 
+
 @pytest.fixture
 def served(tmp_path):
     """A preview whose run folder holds a PNG, a frame, a temp file, a text file and links in and out."""
@@ -299,13 +311,34 @@ def test_the_run_folder_files_are_served(served):
         assert get(served.url, "/", host=host)[0] == 200
 
 
-@pytest.mark.parametrize("path", [
-    "/files/../../etc/passwd", "/files/..%2f..%2fetc%2fpasswd", "/files/%2e%2e/%2e%2e/etc/passwd",
-    "/files/%252e%252e/secret.png", "/files//etc/passwd", "/files/%2fetc%2fpasswd", "/files/..\\secret.png",
-    "/files/up/secret.png", "/files/leak.png", "/files/.final.1.tmp.png", "/files/notes.txt", "/files/frames",
-    "/files/frames/", "/files/", "/files", "/files/final.png%00.txt", "/../../etc/passwd", "/etc/passwd",
-    "//etc/passwd", "/final.png", "/events/../files/../../secret.png", "/page.html", "/state.py",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/files/../../etc/passwd",
+        "/files/..%2f..%2fetc%2fpasswd",
+        "/files/%2e%2e/%2e%2e/etc/passwd",
+        "/files/%252e%252e/secret.png",
+        "/files//etc/passwd",
+        "/files/%2fetc%2fpasswd",
+        "/files/..\\secret.png",
+        "/files/up/secret.png",
+        "/files/leak.png",
+        "/files/.final.1.tmp.png",
+        "/files/notes.txt",
+        "/files/frames",
+        "/files/frames/",
+        "/files/",
+        "/files",
+        "/files/final.png%00.txt",
+        "/../../etc/passwd",
+        "/etc/passwd",
+        "//etc/passwd",
+        "/final.png",
+        "/events/../files/../../secret.png",
+        "/page.html",
+        "/state.py",
+    ],
+)
 def test_every_request_outside_the_run_folder_is_refused(served, path):
     status, body, _ = get(served.url, path)
     assert status == 404 and b"secret" not in body and b"root:" not in body
@@ -327,8 +360,11 @@ runner = CliRunner()
 @pytest.mark.parametrize("command", ["generate", "animate", "batch"])
 def test_preview_prints_its_url_and_ends_with_the_run(command, tiny_args, tmp_path):
     (tmp_path / "prompts.txt").write_text("a red circle\n")
-    what = {"generate": ["a red circle"], "animate": ["a red circle", "--frames", "2", "--steps-per-frame", "1"],
-            "batch": [str(tmp_path / "prompts.txt")]}[command]
+    what = {
+        "generate": ["a red circle"],
+        "animate": ["a red circle", "--frames", "2", "--steps-per-frame", "1"],
+        "batch": [str(tmp_path / "prompts.txt")],
+    }[command]
     result = runner.invoke(app, [command, *what, *tiny_args, "--preview"])
     assert result.exit_code == 0, result.output
     (url,) = re.findall(r"preview: (http://127\.0\.0\.1:\d+/)", result.stderr)
@@ -343,8 +379,10 @@ def test_a_port_in_use_is_a_one_line_error(tiny_args, no_model_loads):
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["generate", "a red circle", *tiny_args, "--preview", "--preview-port", str(port)])
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use; give another --preview-port, or 0 " \
-                                    f"for any free one"
+    assert (
+        result.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use; give another --preview-port, or 0 "
+        f"for any free one"
+    )
 
 
 def test_an_address_it_cannot_listen_on_is_a_one_line_error(tiny_args, tmp_path, no_model_loads):
@@ -356,8 +394,23 @@ def test_an_address_it_cannot_listen_on_is_a_one_line_error(tiny_args, tmp_path,
 @pytest.mark.slow
 def test_the_benchmark_script_measures_both_arms(tmp_path):
     script = Path(__file__).parent.parent / "scripts" / "bench_preview.py"
-    out = subprocess.run([sys.executable, str(script), "--pairs", "1", "--steps", "3", "--save-every", "1",
-                          "--json", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--pairs",
+            "1",
+            "--steps",
+            "3",
+            "--save-every",
+            "1",
+            "--json",
+            str(tmp_path / "b.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads((tmp_path / "b.json").read_text())
     for name in ("wall", "loop_thread_cpu", "process_cpu"):
@@ -377,14 +430,21 @@ def test_state_drops_a_page_that_falls_too_far_behind():
 
 # real processes in a real browser
 
+
 class CliRun:
     """`python -m vqclip ...` in its own process, its stderr collected; SIGINT reaches it (see test_interrupt)."""
 
     def __init__(self, args: list[str], cwd: Path):
         env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "vqclip", *args], cwd=cwd, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vqclip", *args],
+            cwd=cwd,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         self.stderr = ""
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -418,8 +478,10 @@ STEP = "+/step (\\d+)/.exec(document.querySelector('.slot .step').textContent)[1
 
 def img_region(browser: Browser, png: bytes, selector: str) -> np.ndarray:
     """The pixels of one element in a screenshot."""
-    box = browser.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
-                           f".getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }})()")
+    box = browser.evaluate(
+        f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+        f".getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }})()"
+    )
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB").crop(tuple(round(v) for v in box)))
 
 
@@ -431,35 +493,66 @@ def save_shot(png: bytes, name: str) -> None:
 
 def test_the_page_of_a_real_run_shows_the_image_forming(tmp_path):
     need_chromium()
-    cli = CliRun(["generate", "a red circle", "--preset", "toy", "--steps", "100000", "--save-every", "5",
-                  "--seed", "3", "--name", "run", "--out", str(tmp_path / "out"), "--preview"], tmp_path)
+    cli = CliRun(
+        [
+            "generate",
+            "a red circle",
+            "--preset",
+            "toy",
+            "--steps",
+            "100000",
+            "--save-every",
+            "5",
+            "--seed",
+            "3",
+            "--name",
+            "run",
+            "--out",
+            str(tmp_path / "out"),
+            "--preview",
+        ],
+        tmp_path,
+    )
     try:
         url = cli.url()
         with Browser(tmp_path / "profile", 900, 560) as browser:
             browser.goto(url)
-            browser.wait_for("document.querySelector('.slot img') && document.querySelector('.slot img').naturalWidth"
-                             " > 0 && document.querySelector('.slot .lossvalue').textContent !== ''")
+            browser.wait_for(
+                "document.querySelector('.slot img') && document.querySelector('.slot img').naturalWidth"
+                " > 0 && document.querySelector('.slot .lossvalue').textContent !== ''"
+            )
             first_src = browser.evaluate("document.querySelector('.slot img').src")
             first = browser.screenshot()
-            browser.wait_for(f"document.querySelector('.slot img').src !== {json.dumps(first_src)} && "
-                             "document.querySelector('#eta').textContent.includes('left') && " + STEP + " >= 60")
+            browser.wait_for(
+                f"document.querySelector('.slot img').src !== {json.dumps(first_src)} && "
+                "document.querySelector('#eta').textContent.includes('left') && " + STEP + " >= 60"
+            )
             second = browser.screenshot()
             save_shot(second, "preview.png")
             before, after = img_region(browser, first, ".slot img"), img_region(browser, second, ".slot img")
             assert before.std() > 5 and not np.array_equal(before, after)  # an image, and it changed
             text = browser.evaluate("document.body.innerText")
             assert "a red circle" in text and "seed 3" in text and "step " in text and "/ 100000" in text
-            assert browser.evaluate("document.querySelector('.slot polyline').getAttribute('points')"
-                                    ".split(' ').length") > 5  # the loss curve
+            assert (
+                browser.evaluate("document.querySelector('.slot polyline').getAttribute('points').split(' ').length")
+                > 5
+            )  # the loss curve
             assert browser.evaluate("document.getElementById('status').textContent") == "running"
 
             run_folder = tmp_path / "out" / "run"
             os.symlink(tmp_path / "out", run_folder / "up")  # a link inside the folder that leads out of it
             (tmp_path / "out" / "secret.png").write_bytes(b"secret")
-            outside = ["files/..%2f..%2f..%2fetc%2fpasswd", "/files/%2e%2e/%2e%2e/etc/passwd", "files/up/secret.png",
-                       "files/..%2fsecret.png", "/etc/passwd", "files/" + "%252e%252e%252fsecret.png"]
-            statuses = browser.evaluate("Promise.all(" + json.dumps(outside) +
-                                        ".map(u => fetch(u).then(r => r.status)))")
+            outside = [
+                "files/..%2f..%2f..%2fetc%2fpasswd",
+                "/files/%2e%2e/%2e%2e/etc/passwd",
+                "files/up/secret.png",
+                "files/..%2fsecret.png",
+                "/etc/passwd",
+                "files/" + "%252e%252e%252fsecret.png",
+            ]
+            statuses = browser.evaluate(
+                "Promise.all(" + json.dumps(outside) + ".map(u => fetch(u).then(r => r.status)))"
+            )
             assert statuses == [404] * len(outside)
             assert browser.evaluate("fetch('files/frames/step_00000.png').then(r => r.status)") == 200
             origin = url.rstrip("/")
@@ -477,16 +570,35 @@ def test_the_page_of_a_real_batch_shows_the_finished_images_and_the_one_in_fligh
     need_chromium()
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\na blue square\na green triangle   ## steps=100000\n")
-    cli = CliRun(["batch", str(prompts), "--preset", "toy", "--steps", "20", "--save-every", "5", "--seed", "1",
-                  "--out", str(tmp_path / "batch"), "--preview"], tmp_path)
+    cli = CliRun(
+        [
+            "batch",
+            str(prompts),
+            "--preset",
+            "toy",
+            "--steps",
+            "20",
+            "--save-every",
+            "5",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "batch"),
+            "--preview",
+        ],
+        tmp_path,
+    )
     try:
         url = cli.url()
         with Browser(tmp_path / "profile", 900, 900) as browser:
             browser.goto(url)
-            browser.wait_for("document.querySelectorAll('#finished .card img').length === 2 && "
-                             "[...document.querySelectorAll('#finished .card img')].every(i => i.naturalWidth > 0) && "
-                             "document.querySelector('.slot .prompt').textContent === 'a green triangle' && "
-                             "document.querySelector('.slot img').naturalWidth > 0", timeout=240)
+            browser.wait_for(
+                "document.querySelectorAll('#finished .card img').length === 2 && "
+                "[...document.querySelectorAll('#finished .card img')].every(i => i.naturalWidth > 0) && "
+                "document.querySelector('.slot .prompt').textContent === 'a green triangle' && "
+                "document.querySelector('.slot img').naturalWidth > 0",
+                timeout=240,
+            )
             text = browser.evaluate("document.body.innerText")
             assert "a red circle" in text and "a blue square" in text and "a green triangle" in text
             finished = browser.evaluate("[...document.querySelectorAll('#finished .card img')].map(i => i.src)")

@@ -26,15 +26,28 @@ runner = CliRunner()
 
 def _without_vqgan(tiny_args):
     i = tiny_args.index("--vqgan")
-    return tiny_args[:i] + tiny_args[i + 2:]
+    return tiny_args[:i] + tiny_args[i + 2 :]
 
 
 def test_every_png_records_torch_device_and_the_vqgan_files_sha256(tiny_models, tiny_args, tmp_path):
-    added = runner.invoke(app, ["models", "add", "tinyq", "--config", tiny_models["vqgan"], "--ckpt",
-                                tiny_models["ckpt"]])
+    added = runner.invoke(
+        app, ["models", "add", "tinyq", "--config", tiny_models["vqgan"], "--ckpt", tiny_models["ckpt"]]
+    )
     assert added.exit_code == 0, added.output
-    result = runner.invoke(app, ["generate", "a red circle", "--vqgan", "tinyq", *_without_vqgan(tiny_args),
-                                 "--steps", "2", "--save-every", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "a red circle",
+            "--vqgan",
+            "tinyq",
+            *_without_vqgan(tiny_args),
+            "--steps",
+            "2",
+            "--save-every",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     final = tmp_path / "out" / result.stdout.strip().splitlines()[-1].split("/")[-2] / "final.png"
     pngs = [final, *sorted((final.parent / "frames").glob("*.png"))]
@@ -56,8 +69,9 @@ def test_a_model_without_a_lock_records_no_hash(tiny_args, tmp_path):
 def test_describe_device_names_the_gpu():
     assert describe_device("cpu") == "cpu" and describe_device(torch.device("meta")) == "meta"
     if torch.cuda.is_available():
-        assert describe_device("cuda").startswith("cuda:0 (") and torch.cuda.get_device_name(0) in \
-            describe_device("cuda:0")
+        assert describe_device("cuda").startswith("cuda:0 (") and torch.cuda.get_device_name(0) in describe_device(
+            "cuda:0"
+        )
 
 
 def _reconfigured(png: Path, out: Path, **changes) -> Path:
@@ -82,8 +96,11 @@ def test_a_png_never_decides_where_outputs_go_or_models_live(tiny_args, tmp_path
     assert first.exit_code == 0, first.output
     png = Path(first.stdout.strip().splitlines()[-1])
     elsewhere = tmp_path / "someone-elses" / "folder"
-    crafted = _reconfigured(png, tmp_path / "shared.png", **{"output.dir": str(elsewhere),
-                                                             "model.checkpoints_dir": str(tmp_path / "their-models")})
+    crafted = _reconfigured(
+        png,
+        tmp_path / "shared.png",
+        **{"output.dir": str(elsewhere), "model.checkpoints_dir": str(tmp_path / "their-models")},
+    )
     assert yaml.safe_load(read_png_metadata(crafted)["config"])["output"]["dir"] == str(elsewhere)
     cfg = config_for(None, from_png=crafted)
     assert cfg.output.dir == "outputs" and cfg.model.checkpoints_dir is None  # the defaults, not the PNG's
@@ -106,17 +123,49 @@ def test_files_a_png_names_by_path_are_named_in_a_warning(tiny_args, tiny_models
     assert f"model.vqgan={tiny_models['vqgan']}" in warning and f"model.clip={tiny_models['clip']}" in warning
     assert f"init_image={png}" in warning and "--vqgan" in warning
     # options given on the command line replace what the PNG names, and are not warned about
-    again = runner.invoke(app, ["generate", "--from", str(crafted), "--out", str(tmp_path / "again"),
-                                "--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"],
-                                "--init-image", str(png)])
+    again = runner.invoke(
+        app,
+        [
+            "generate",
+            "--from",
+            str(crafted),
+            "--out",
+            str(tmp_path / "again"),
+            "--vqgan",
+            tiny_models["vqgan"],
+            "--clip",
+            tiny_models["clip"],
+            "--init-image",
+            str(png),
+        ],
+    )
     assert again.exit_code == 0 and "by path" not in again.stderr, again.output
 
 
-_values = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10),
-                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                     max_size=3), max_leaves=8)
-_keys = st.sampled_from(["prompt", "seed", "steps", "width", "output", "model", "optim", "cutouts", "keyframes",
-                         "image_prompts", "init_image", "animation", "speed", "story_every", "nope"])
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_keys = st.sampled_from(
+    [
+        "prompt",
+        "seed",
+        "steps",
+        "width",
+        "output",
+        "model",
+        "optim",
+        "cutouts",
+        "keyframes",
+        "image_prompts",
+        "init_image",
+        "animation",
+        "speed",
+        "story_every",
+        "nope",
+    ]
+)
 
 
 @settings(max_examples=int(os.environ.get("FUZZ", 100)), deadline=None)

@@ -27,9 +27,20 @@ _CACHE = ModelCache()  # the tiny models load once for the module, as a batch's 
 
 
 def _steps(tiny_models, *sets: str, steps: int = 4, size: int = 32) -> list:
-    cfg = resolve(options={"prompt": "a red circle", "model.vqgan": str(tiny_models["vqgan"]),
-                           "model.clip": [tiny_models["clip"]], "steps": steps, "width": size,
-                           "height": size, "cutouts.cutn": 4, "device": "cpu", "seed": 3}, overrides=sets)
+    cfg = resolve(
+        options={
+            "prompt": "a red circle",
+            "model.vqgan": str(tiny_models["vqgan"]),
+            "model.clip": [tiny_models["clip"]],
+            "steps": steps,
+            "width": size,
+            "height": size,
+            "cutouts.cutn": 4,
+            "device": "cpu",
+            "seed": 3,
+        },
+        overrides=sets,
+    )
     return list(generate(cfg, _CACHE))
 
 
@@ -51,6 +62,7 @@ def made(monkeypatch):
             opt.step = lambda *a, **k: (opt.lrs.append(opt.param_groups[0]["lr"]), step(*a, **k))[1]
             made.append(opt)
             return opt
+
         return build
 
     for name, factory in list(optimize.OPTIMIZERS.items()):
@@ -70,7 +82,7 @@ def test_inits_start_from_different_pictures(tiny_models):
     starts = {init: _steps(tiny_models, f"init={init}", steps=1)[0].image for init in choices.INIT_NAMES}
     names = sorted(starts)
     for i, x in enumerate(names):
-        for y in names[i + 1:]:
+        for y in names[i + 1 :]:
             assert not torch.allclose(starts[x], starts[y]), (x, y)
 
 
@@ -109,8 +121,10 @@ def test_every_optimiser_moves_the_latent(tiny_models, made, name):
 
 
 def test_optimisers_take_different_paths(tiny_models):
-    finals = {name: _steps(tiny_models, f"optim.name={name}", "optim.lr=0.05")[-1].extras["z"]
-              for name in ("adam", "adagrad", "rmsprop")}
+    finals = {
+        name: _steps(tiny_models, f"optim.name={name}", "optim.lr=0.05")[-1].extras["z"]
+        for name in ("adam", "adagrad", "rmsprop")
+    }
     assert not torch.equal(finals["adam"], finals["adagrad"])
     assert not torch.equal(finals["adam"], finals["rmsprop"])
 
@@ -205,8 +219,11 @@ def test_jitter_keeps_grey_grey_and_turns_hue():
     red = torch.zeros(64, 3, 8, 8)
     red[:, 0] = 0.8
     turned = AUGMENTS["jitter"][1](red, torch.Generator().manual_seed(0))
-    hues = torch.atan2(math.sqrt(3) * (turned[:, 1] - turned[:, 2]),
-                       2 * turned[:, 0] - turned[:, 1] - turned[:, 2]).flatten(1).mean(1)
+    hues = (
+        torch.atan2(math.sqrt(3) * (turned[:, 1] - turned[:, 2]), 2 * turned[:, 0] - turned[:, 1] - turned[:, 2])
+        .flatten(1)
+        .mean(1)
+    )
     assert hues.abs().max() <= 0.1 * 2 * math.pi + 1e-4 and hues.std() > 0.05
 
 
@@ -217,14 +234,17 @@ def test_erasing_leaves_about_half_the_crops_untouched():
     assert 16 <= untouched <= 48
 
 
-@pytest.mark.parametrize("key, value, fragment", [
-    ("init", "snow", "unknown init 'snow'"),
-    ("optim.schedule", "step", "unknown lr schedule 'step'"),
-    ("cutouts.method", "dango", "unknown cutout method 'dango'"),
-    ("losses.sharpness", "1", "unknown loss 'sharpness'"),
-    ("optim.ema", "1.0", "optim.ema must be 0"),
-    ("optim.name", "lbfgs", "unknown optimizer 'lbfgs'"),
-])
+@pytest.mark.parametrize(
+    "key, value, fragment",
+    [
+        ("init", "snow", "unknown init 'snow'"),
+        ("optim.schedule", "step", "unknown lr schedule 'step'"),
+        ("cutouts.method", "dango", "unknown cutout method 'dango'"),
+        ("losses.sharpness", "1", "unknown loss 'sharpness'"),
+        ("optim.ema", "1.0", "optim.ema must be 0"),
+        ("optim.name", "lbfgs", "unknown optimizer 'lbfgs'"),
+    ],
+)
 def test_bad_control_is_one_line_naming_the_choices(key, value, fragment):
     result = runner.invoke(app, ["generate", "x", "--set", f"{key}={value}"])
     assert result.exit_code == 2 and fragment in result.stderr, result.output

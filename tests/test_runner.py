@@ -42,22 +42,49 @@ def mirror(tiny_models, monkeypatch):
             s.files[f"/mirror/{NAME}.{kind}"] = Path(src).read_bytes()
         entry = registry.VQGAN_MODELS[NAME]
         gone = {k: Source((f"{s.url}/gone/{k}",)) for k in ("yaml", "ckpt")}
-        monkeypatch.setitem(registry.VQGAN_MODELS, NAME, registry.VQGANEntry(
-            NAME, entry.description, size_mb=entry.size_mb, sources=gone))
+        monkeypatch.setitem(
+            registry.VQGAN_MODELS,
+            NAME,
+            registry.VQGANEntry(NAME, entry.description, size_mb=entry.size_mb, sources=gone),
+        )
         monkeypatch.setenv("VQCLIP_MIRROR", s.url + "/mirror")
         yield s
 
 
 def _invoke(entry: str, tmp_path: Path, clip: str, vqgan: str = NAME, size=(32, 32), *extra: str):
     """Run one entry point on the tiny CLIP; returns (exit code, stderr) for the CLI, or raises for the API."""
-    common = ["--vqgan", vqgan, "--clip", clip, "--size", str(size[0]), str(size[1]), "--steps", "2", "--cutn", "2",
-              "--device", "cpu", *extra]
+    common = [
+        "--vqgan",
+        vqgan,
+        "--clip",
+        clip,
+        "--size",
+        str(size[0]),
+        str(size[1]),
+        "--steps",
+        "2",
+        "--cutn",
+        "2",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     out = str(tmp_path / "out")
     if entry == "api":
         from vqclip import generate
 
-        cfg = resolve(options={"prompt": "a red circle", "model.vqgan": vqgan, "model.clip": [clip], "steps": 2,
-                               "width": size[0], "height": size[1], "cutouts.cutn": 2, "device": "cpu"})
+        cfg = resolve(
+            options={
+                "prompt": "a red circle",
+                "model.vqgan": vqgan,
+                "model.clip": [clip],
+                "steps": 2,
+                "width": size[0],
+                "height": size[1],
+                "cutouts.cutn": 2,
+                "device": "cpu",
+            }
+        )
         steps = list(generate(cfg))
         return 0, f"{len(steps)} steps"
     if entry == "batch":
@@ -87,8 +114,9 @@ def test_every_entry_point_downloads_a_missing_registry_vqgan_and_verifies_it(en
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_every_entry_point_refuses_a_size_that_cannot_fit_before_any_model_loads(entry, tiny_models, tmp_path,
-                                                                                 monkeypatch, no_model_loads):
+def test_every_entry_point_refuses_a_size_that_cannot_fit_before_any_model_loads(
+    entry, tiny_models, tmp_path, monkeypatch, no_model_loads
+):
     from vqclip import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 200 * 2**20)  # 512x512 needs ~1.4 GiB
@@ -138,8 +166,21 @@ def test_each_model_file_is_verified_and_hashed_at_most_once_per_run(mirror, tin
     monkeypatch.setattr(integrity, "sha256_file", sha)
     monkeypatch.setattr(download, "sha256_file", sha)
     jobs = tmp_path / "jobs.txt"
-    args = ["--vqgan", NAME, "--clip", tiny_models["clip"], "--size", "32", "32", "--steps", "1", "--cutn", "2",
-            "--device", "cpu"]
+    args = [
+        "--vqgan",
+        NAME,
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--steps",
+        "1",
+        "--cutn",
+        "2",
+        "--device",
+        "cpu",
+    ]
     for run, prompts in enumerate(["a red circle\n", "a red circle\na blue square\na green triangle ## seed=3\n"]):
         verified.clear()
         hashed.clear()

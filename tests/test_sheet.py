@@ -29,8 +29,10 @@ def test_the_sheet_labels_each_tile_with_its_prompt_and_seed(tiny_args, tmp_path
     sheet = np.asarray(Image.open(path).convert("L"))
     assert sheet.shape[1] == 2 * LABEL_WIDTH  # 2 columns, each wide enough for a label under a 32 px image
     cell_h = sheet.shape[0] // 2
-    strips = [sheet[r * cell_h + 32:(r + 1) * cell_h, c * LABEL_WIDTH:(c + 1) * LABEL_WIDTH]
-              for r, c in ((0, 0), (0, 1), (1, 0))]
+    strips = [
+        sheet[r * cell_h + 32 : (r + 1) * cell_h, c * LABEL_WIDTH : (c + 1) * LABEL_WIDTH]
+        for r, c in ((0, 0), (0, 1), (1, 0))
+    ]
     assert all((s < 128).sum() > 20 for s in strips)  # text is drawn under every thumbnail
     assert not np.array_equal(strips[0], strips[2])  # ... and it is each tile's own
 

@@ -23,16 +23,30 @@ runner = CliRunner()
 
 
 def config(tiny_models, out, **options):
-    return resolve(options={"model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "width": 32,
-                            "height": 32, "steps": 6, "cutouts.cutn": 2, "device": "cpu", "seed": 4,
-                            "prompt": "a red circle", "output.dir": str(out), "output.name": "run",
-                            "output.save_every": 1, **options})
+    return resolve(
+        options={
+            "model.vqgan": tiny_models["vqgan"],
+            "model.clip": [tiny_models["clip"]],
+            "width": 32,
+            "height": 32,
+            "steps": 6,
+            "cutouts.cutn": 2,
+            "device": "cpu",
+            "seed": 4,
+            "prompt": "a red circle",
+            "output.dir": str(out),
+            "output.name": "run",
+            "output.save_every": 1,
+            **options,
+        }
+    )
 
 
 def stop_at(i, error=KeyboardInterrupt):
     def on_step(step):
         if step.i == i:
             raise error
+
     return on_step
 
 
@@ -53,9 +67,15 @@ def test_the_state_is_safetensors_and_a_sidecar_naming_it(stopped):
     meta = json.loads((stopped / SIDECAR).read_text())
     assert meta["tensors"] == tensors.name and meta["step"] == 3 and meta["status"] == "interrupted"
     assert meta["kind"] == "still" and meta["device"] == "cpu" and meta["size"] == [32, 32]
-    header = json.loads(tensors.read_bytes()[8:8 + int.from_bytes(tensors.read_bytes()[:8], "little")])
-    assert set(header) - {"__metadata__"} == {"z", "z_orig", "optim.step", "optim.exp_avg", "optim.exp_avg_sq",
-                                             "generator.0"}
+    header = json.loads(tensors.read_bytes()[8 : 8 + int.from_bytes(tensors.read_bytes()[:8], "little")])
+    assert set(header) - {"__metadata__"} == {
+        "z",
+        "z_orig",
+        "optim.step",
+        "optim.exp_avg",
+        "optim.exp_avg_sq",
+        "generator.0",
+    }
     saved = read_state(stopped)
     assert saved.loop.z.shape == (1, 32, 16, 16) and saved.loop.optim["step"].item() == 3  # Adam took 3 steps
     assert saved.loop.generators[0].dtype == torch.uint8
@@ -65,8 +85,10 @@ def test_a_crash_after_saving_states_at_frames_resumes_to_the_same_pixels(tiny_m
     """--save-state: a state beside every saved frame, so a run that dies (here an error, as a kill -9 would)
     resumes from its last frame; a finished run removes its state."""
     with pytest.raises(RuntimeError):
-        run_image(prepare_run(config(tiny_models, tmp_path / "a", **{"output.save_state": True})),
-                  on_step=stop_at(4, RuntimeError))
+        run_image(
+            prepare_run(config(tiny_models, tmp_path / "a", **{"output.save_state": True})),
+            on_step=stop_at(4, RuntimeError),
+        )
     folder = tmp_path / "a" / "run"
     assert read_state(folder).step == 4 and not (folder / "final.png").exists()  # after frame 3, before step 4
     resumed = run_image(prepare_resume(folder))
@@ -106,6 +128,7 @@ def _sidecar(change):
         meta = json.loads((folder / SIDECAR).read_text())
         change(meta)
         (folder / SIDECAR).write_text(json.dumps(meta))
+
     return damage
 
 
@@ -120,8 +143,10 @@ DAMAGE = {
     "another format": (_sidecar(lambda m: m.update(format="vqclip-state/9")), "not a vqclip vqclip-state/1"),
     "a short generator state": (_short_generator, "a random generator state of 16 bytes"),
     "an ema of another shape": (_short_ema, "an average of z"),
-    "config edited": (_sidecar(lambda m: m.update(config=m["config"].replace("steps: 6", "steps: 9"))),
-                      "was edited after the state was saved"),
+    "config edited": (
+        _sidecar(lambda m: m.update(config=m["config"].replace("steps: 6", "steps: 9"))),
+        "was edited after the state was saved",
+    ),
 }
 
 
@@ -178,8 +203,10 @@ def test_model_files_replaced_under_the_same_name_are_refused(tiny_models, tmp_p
     copy = tmp_path / "models"
     shutil.copytree(tiny_models["root"] / "vqgan", copy)
     with pytest.raises(Interrupted):
-        run_image(prepare_run(config(tiny_models, tmp_path / "out", **{"model.vqgan": str(copy / "tiny_vqgan.yaml")})),
-                  on_step=stop_at(3))
+        run_image(
+            prepare_run(config(tiny_models, tmp_path / "out", **{"model.vqgan": str(copy / "tiny_vqgan.yaml")})),
+            on_step=stop_at(3),
+        )
     write_vqgan(copy, seed=1)  # retrained weights under the same file names
     result = runner.invoke(app, ["generate", "--resume", str(tmp_path / "out" / "run")])
     assert result.exit_code == 2 and "has other weights than the state" in result.stderr, result.output
@@ -189,10 +216,12 @@ def test_model_files_replaced_under_the_same_name_are_refused(tiny_models, tmp_p
 def test_resume_needs_a_run_folder_with_a_state_and_no_prompt(stopped, tmp_path, no_model_loads):
     empty = tmp_path / "empty"
     empty.mkdir()
-    cases = [(["generate", "--resume", str(empty)], "holds no saved state"),
-             (["generate", "--resume", str(tmp_path / "nope")], "is not a folder"),
-             (["generate", "a red circle", "--resume", str(stopped)], "drop the prompt, --from and --preset"),
-             (["animate", "--resume", str(stopped), "--preset", "toy"], "drop the prompt, --from and --preset")]
+    cases = [
+        (["generate", "--resume", str(empty)], "holds no saved state"),
+        (["generate", "--resume", str(tmp_path / "nope")], "is not a folder"),
+        (["generate", "a red circle", "--resume", str(stopped)], "drop the prompt, --from and --preset"),
+        (["animate", "--resume", str(stopped), "--preset", "toy"], "drop the prompt, --from and --preset"),
+    ]
     for args, fragment in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and fragment in result.stderr and result.stderr.count("\n") == 1, result.output
@@ -203,8 +232,9 @@ def test_a_model_whose_latent_changed_shape_is_refused_before_it_loads(tiny_mode
     shutil.copytree(tiny_models["root"] / "vqgan", copy)
     yaml_path = copy / "tiny_vqgan.yaml"
     with pytest.raises(Interrupted):
-        run_image(prepare_run(config(tiny_models, tmp_path / "out", **{"model.vqgan": str(yaml_path)})),
-                  on_step=stop_at(3))
+        run_image(
+            prepare_run(config(tiny_models, tmp_path / "out", **{"model.vqgan": str(yaml_path)})), on_step=stop_at(3)
+        )
     yaml_path.write_text(yaml_path.read_text().replace("embed_dim: 32", "embed_dim: 16"))  # edited in place
     with pytest.raises(StateError, match=r"holds a latent of \[32, 16, 16\] .* makes \[16, 16, 16\]"):
         prepare_resume(tmp_path / "out" / "run", load=False)  # load=False: refused before any model loads

@@ -17,14 +17,27 @@ from vqclip.story import parse_keyframes, prompt_at, segments
 
 
 def cfg_for(tiny_models, prompt, **extra):
-    options = {"prompt": prompt, "seed": 5, "steps": 6, "width": 32, "height": 32, "device": "cpu",
-               "model.vqgan": tiny_models["vqgan"], "model.clip": [tiny_models["clip"]], "cutouts.cutn": 2, **extra}
+    options = {
+        "prompt": prompt,
+        "seed": 5,
+        "steps": 6,
+        "width": 32,
+        "height": 32,
+        "device": "cpu",
+        "model.vqgan": tiny_models["vqgan"],
+        "model.clip": [tiny_models["clip"]],
+        "cutouts.cutn": 2,
+        **extra,
+    }
     return resolve(options=options)
 
 
 def test_schedule_forms():
-    assert segments(resolve(options={"prompt": "a seed^a sapling^a great oak", "steps": 10})) == \
-        [(0, "a seed"), (3, "a sapling"), (6, "a great oak")]
+    assert segments(resolve(options={"prompt": "a seed^a sapling^a great oak", "steps": 10})) == [
+        (0, "a seed"),
+        (3, "a sapling"),
+        (6, "a great oak"),
+    ]
     assert segments(resolve(options={"prompt": "a^b", "steps": 10, "story_every": 4})) == [(0, "a"), (4, "b")]
     keyed = resolve(options={"prompt": "a", "steps": 10, "keyframes": {7: "c", 2: "b:2|x:-1"}})
     assert segments(keyed) == [(0, "a"), (2, "b:2|x:-1"), (7, "c")]
@@ -46,8 +59,11 @@ def test_schedule_over_frames_counts_frames_not_steps():
     every = resolve(options={"prompt": "a^b", "story_every": 5, "animation.frames": 12, "keyframes": {11: "z"}})
     assert segments(every, "frame") == [(0, "a"), (5, "b"), (11, "z")]
     late = resolve(options={"prompt": "a", "animation.frames": 12, "keyframes": {12: "z"}})
-    with pytest.raises(ConfigError, match=r"^keyframe 12 \('z'\) is past the last frame: the animation has 12 frames "
-                                          r"\(0-11\); move it below 12 or raise --frames$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^keyframe 12 \('z'\) is past the last frame: the animation has 12 frames "
+        r"\(0-11\); move it below 12 or raise --frames$",
+    ):
         segments(late, "frame")
     with pytest.raises(ConfigError, match="starts at frame 15 but the animation has 12 frames"):
         segments(resolve(options={"prompt": "a^b", "story_every": 15, "animation.frames": 12}), "frame")
@@ -56,16 +72,21 @@ def test_schedule_over_frames_counts_frames_not_steps():
 
 
 def test_keyframes_from_the_command_line_forms():
-    assert parse_keyframes(["0=a seed", " 150 = a sapling:2|x:-1 ", "7=a=b"]) == \
-        {0: "a seed", 150: "a sapling:2|x:-1", 7: "a=b"}
+    assert parse_keyframes(["0=a seed", " 150 = a sapling:2|x:-1 ", "7=a=b"]) == {
+        0: "a seed",
+        150: "a sapling:2|x:-1",
+        7: "a=b",
+    }
     for bad in ("30", "-3=a", "1.5=a", "abc=a", "2=", "=a", "2=  "):
         with pytest.raises(ConfigError, match="--keyframe takes N=PROMPT"):
             parse_keyframes([bad])
     with pytest.raises(ConfigError, match="--keyframe 2 is given twice"):
         parse_keyframes(["2=a", "2=b"])
     # --set keyframes.N=... works too: the dotted key's text becomes a number
-    assert resolve(overrides=["keyframes.150=a sapling", "keyframes.0=a seed"]).keyframes == \
-        {0: "a seed", 150: "a sapling"}
+    assert resolve(overrides=["keyframes.150=a sapling", "keyframes.0=a seed"]).keyframes == {
+        0: "a seed",
+        150: "a sapling",
+    }
     with pytest.raises(ConfigError, match="keyframes map step \\(or frame\\) numbers to prompts, got 'abc'"):
         resolve(overrides=["keyframes.abc=x"])
 
@@ -89,16 +110,24 @@ def test_story_switches_prompt_at_the_right_step(tiny_models):
 def test_story_recorded_in_png_and_keyframes_from_yaml(tiny_args, tmp_path):
     preset = tmp_path / "story.yaml"
     preset.write_text("keyframes:\n  2: a sapling\n  4: a great oak\n")
-    result = CliRunner().invoke(app, ["generate", "a seed", *tiny_args, "--steps", "6", "--save-every", "1",
-                                      "--preset", str(preset), "--seed", "1"])
+    result = CliRunner().invoke(
+        app,
+        ["generate", "a seed", *tiny_args, "--steps", "6", "--save-every", "1", "--preset", str(preset), "--seed", "1"],
+    )
     assert result.exit_code == 0, result.output
     final = result.stdout.strip().splitlines()[-1]
     meta = read_png_metadata(final)
     assert json.loads(meta["story"]) == [[0, "a seed"], [2, "a sapling"], [4, "a great oak"]]
     assert meta["active_prompt"] == "a great oak"
     frames = sorted((tmp_path / "out").glob("*/frames/*.png"))
-    assert [read_png_metadata(f)["active_prompt"] for f in frames] == \
-        ["a seed", "a seed", "a sapling", "a sapling", "a great oak", "a great oak"]
+    assert [read_png_metadata(f)["active_prompt"] for f in frames] == [
+        "a seed",
+        "a seed",
+        "a sapling",
+        "a sapling",
+        "a great oak",
+        "a great oak",
+    ]
 
 
 @pytest.mark.parametrize("command, span", [("generate", "step"), ("animate", "frame")])
@@ -108,8 +137,10 @@ def test_a_keyframe_on_a_story_switch_is_refused_not_dropped(command, span, tiny
     result = CliRunner().invoke(app, [command, "a^b", "--keyframe", "5=c", *tiny_args, *length])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"error: keyframe 5 ('c') starts where the story 'a^b' switches to 'b' ({span} 5); move the "
-                     f"keyframe, or set --story-every{' (frames)' if span == 'frame' else ''} so they do not meet"]
+    assert lines == [
+        f"error: keyframe 5 ('c') starts where the story 'a^b' switches to 'b' ({span} 5); move the "
+        f"keyframe, or set --story-every{' (frames)' if span == 'frame' else ''} so they do not meet"
+    ]
     plain = CliRunner().invoke(app, [command, "a", "--keyframe", "0=c", *tiny_args, *length])
     assert plain.exit_code == 2 and f"both start at {span} 0" in plain.stderr
     # the same prompt twice at one step drops nothing, so it is no conflict
@@ -117,15 +148,20 @@ def test_a_keyframe_on_a_story_switch_is_refused_not_dropped(command, span, tiny
 
 
 def test_story_and_keyframes_merge_through_the_cli(tiny_args):
-    result = CliRunner().invoke(app, ["generate", "a^b", "--keyframe", "7=c", *tiny_args, "--steps", "10",
-                                      "--save-every", "0", "--seed", "1"])
+    result = CliRunner().invoke(
+        app, ["generate", "a^b", "--keyframe", "7=c", *tiny_args, "--steps", "10", "--save-every", "0", "--seed", "1"]
+    )
     assert result.exit_code == 0, result.output
     meta = read_png_metadata(result.stdout.strip().splitlines()[-1])
     assert json.loads(meta["story"]) == [[0, "a"], [5, "b"], [7, "c"]] and meta["active_prompt"] == "c"
 
 
-@given(parts=st.integers(1, 5), steps=st.integers(1, 40), every=st.integers(0, 12),
-       keys=st.dictionaries(st.integers(0, 45), st.sampled_from(["x", "y:2", "z|w:-1"]), max_size=5))
+@given(
+    parts=st.integers(1, 5),
+    steps=st.integers(1, 40),
+    every=st.integers(0, 12),
+    keys=st.dictionaries(st.integers(0, 45), st.sampled_from(["x", "y:2", "z|w:-1"]), max_size=5),
+)
 def test_the_schedule_keeps_every_prompt_or_refuses(parts, steps, every, keys):
     """The whole class: every story part and every keyframe is in the schedule at its start, or ConfigError."""
     story = [f"part {k}" for k in range(parts)]

@@ -17,15 +17,39 @@ from vqclip.store import bundled_dir
 TOY = bundled_dir()
 pytestmark = pytest.mark.skipif(not (TOY / "vqgan_toy.ckpt").is_file(), reason="toy checkpoints not present")
 
-PROMPTS = ["a red circle", "a green square", "a blue triangle", "a yellow circle",
-           "a red triangle", "a green circle", "a blue square", "a yellow square"]
+PROMPTS = [
+    "a red circle",
+    "a green square",
+    "a blue triangle",
+    "a yellow circle",
+    "a red triangle",
+    "a green circle",
+    "a blue square",
+    "a yellow square",
+]
 SEEDS = [0]
 runner = CliRunner()
 
 
 def _generate(prompt, seed, out, *model_args):
-    result = runner.invoke(app, ["generate", prompt, "--preset", "toy", "--seed", str(seed), "--out", str(out),
-                                 "--save-every", "0", "--device", "cpu", *model_args])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            prompt,
+            "--preset",
+            "toy",
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--save-every",
+            "0",
+            "--device",
+            "cpu",
+            *model_args,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return np.asarray(Image.open(result.stdout.strip().splitlines()[-1]).convert("RGB"))
 
@@ -71,8 +95,8 @@ def test_judge_fails_with_untrained_models(tmp_path):
     shutil.copy(TOY / "clip" / "open_clip_config.json", clip_dir)
     cfg = json.loads((clip_dir / "open_clip_config.json").read_text())
     model = open_clip.model.CLIP(**cfg["model_cfg"])
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(clip_dir / "open_clip_model.safetensors"))
-    hits, n = _colour_hits(tmp_path / "out", "--vqgan", str(tmp_path / "random.yaml"),
-                           "--clip", f"local-dir:{clip_dir}")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(clip_dir / "open_clip_model.safetensors"))
+    hits, n = _colour_hits(
+        tmp_path / "out", "--vqgan", str(tmp_path / "random.yaml"), "--clip", f"local-dir:{clip_dir}"
+    )
     assert hits / n <= 0.5, f"untrained models got the colour in {hits}/{n}: the judge cannot tell"

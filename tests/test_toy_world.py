@@ -46,8 +46,13 @@ def test_render_size_and_type():
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
 
 
-TOY_FILES = ["vqgan_toy.yaml", "vqgan_toy.ckpt", "clip/open_clip_config.json", "clip/open_clip_model.safetensors",
-             "TRAINING.md"]
+TOY_FILES = [
+    "vqgan_toy.yaml",
+    "vqgan_toy.ckpt",
+    "clip/open_clip_config.json",
+    "clip/open_clip_model.safetensors",
+    "TRAINING.md",
+]
 
 
 def test_toy_files_are_present_and_small():
@@ -131,6 +136,7 @@ def test_untrained_toy_models_fail_the_same_checks(toy_clip):
     torch.manual_seed(0)
     model_cfg = json.loads((TOY / "clip" / "open_clip_config.json").read_text())["model_cfg"]
     untrained = open_clip.model.CLIP(**model_cfg).eval()
-    random_clip = Perceptor(untrained, toy_clip.tokenizer, toy_clip.mean.flatten().tolist(),
-                            toy_clip.std.flatten().tolist(), "untrained")
+    random_clip = Perceptor(
+        untrained, toy_clip.tokenizer, toy_clip.mean.flatten().tolist(), toy_clip.std.flatten().tolist(), "untrained"
+    )
     assert _zero_shot_accuracy(random_clip) < 0.5

@@ -28,15 +28,41 @@ def mp4_frames(path):
 
 
 def model_args(tiny_models, out):
-    return ["--vqgan", tiny_models["vqgan"], "--clip", tiny_models["clip"], "--size", "32", "32", "--cutn", "2",
-            "--device", "cpu", "--out", str(out)]
+    return [
+        "--vqgan",
+        tiny_models["vqgan"],
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--cutn",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
 
 
 def test_batch_video_per_prompt_has_expected_frames(tiny_models, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle\na blue square  ## steps=4\n")
-    result = runner.invoke(app, ["batch", str(prompts), *model_args(tiny_models, tmp_path / "out"), "--steps", "6",
-                                 "--save-every", "2", "--video", "--fps", "5"])
+    result = runner.invoke(
+        app,
+        [
+            "batch",
+            str(prompts),
+            *model_args(tiny_models, tmp_path / "out"),
+            "--steps",
+            "6",
+            "--save-every",
+            "2",
+            "--video",
+            "--fps",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = read_jsonl(tmp_path / "out" / "manifest.jsonl")
     # frames at steps 0, 2, 4 (+ final) for 6 steps; 0, 2 (+ final) for 4 steps
@@ -85,17 +111,46 @@ def test_warp_moves_zooms_and_rotates():
 
 
 def test_animate_streams_an_mp4_with_one_frame_per_frame(tiny_models, tmp_path):
-    result = runner.invoke(app, ["animate", "a red circle", *model_args(tiny_models, tmp_path / "out"),
-                                 "--frames", "4", "--steps", "2", "--steps-per-frame", "1", "--zoom", "1.1",
-                                 "--rotate", "3", "--pan", "1", "0", "--seed", "2", "--fps", "8", "--save-frames"])
+    result = runner.invoke(
+        app,
+        [
+            "animate",
+            "a red circle",
+            *model_args(tiny_models, tmp_path / "out"),
+            "--frames",
+            "4",
+            "--steps",
+            "2",
+            "--steps-per-frame",
+            "1",
+            "--zoom",
+            "1.1",
+            "--rotate",
+            "3",
+            "--pan",
+            "1",
+            "0",
+            "--seed",
+            "2",
+            "--fps",
+            "8",
+            "--save-frames",
+        ],
+    )
     assert result.exit_code == 0, result.output
     mp4 = result.stdout.split()[-1]
     frames, fps = mp4_frames(mp4)
     assert len(frames) == 4 and fps == 8
     folder = tmp_path / "out" / "anim-a-red-circle-s2"
     meta = read_png_metadata(folder / "final.png")
-    assert json.loads(meta["animation"]) == {"frames": 4, "steps_per_frame": 1, "zoom": 1.1, "rotate": 3.0,
-                                             "pan": [1.0, 0.0], "blend": 0}
+    assert json.loads(meta["animation"]) == {
+        "frames": 4,
+        "steps_per_frame": 1,
+        "zoom": 1.1,
+        "rotate": 3.0,
+        "pan": [1.0, 0.0],
+        "blend": 0,
+    }
     assert meta["step"] == "3" and meta["seed"] == "2"
     assert "story" not in meta and "active_prompt" not in meta  # one prompt: no schedule to record
     assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"frame_{k:05d}.png" for k in range(4)]

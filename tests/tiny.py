@@ -8,8 +8,18 @@ from pathlib import Path
 import torch
 import yaml
 
-TINY_DDCONFIG = dict(double_z=False, z_channels=32, resolution=32, in_channels=3, out_ch=3, ch=32,
-                     ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+TINY_DDCONFIG = dict(
+    double_z=False,
+    z_channels=32,
+    resolution=32,
+    in_channels=3,
+    out_ch=3,
+    ch=32,
+    ch_mult=[1, 2],
+    num_res_blocks=1,
+    attn_resolutions=[],
+    dropout=0.0,
+)
 
 TINY_CLIP_CFG = {
     "model_cfg": {
@@ -21,16 +31,25 @@ TINY_CLIP_CFG = {
 }
 
 
-def write_vqgan(folder: Path, name: str = "tiny_vqgan", gumbel: bool = False, seed: int = 0,
-                n_embed: int = 64, embed_dim: int = 32) -> tuple[Path, Path]:
+def write_vqgan(
+    folder: Path, name: str = "tiny_vqgan", gumbel: bool = False, seed: int = 0, n_embed: int = 64, embed_dim: int = 32
+) -> tuple[Path, Path]:
     """A taming-format yaml and a Lightning-style checkpoint of a tiny VQGAN with random weights."""
     from vqclip.vqgan import VQGANSpec, build_vqgan
 
     folder.mkdir(parents=True, exist_ok=True)
     target = "taming.models.vqgan.GumbelVQ" if gumbel else "taming.models.vqgan.VQModel"
-    doc = {"model": {"target": target, "params": {"embed_dim": embed_dim, "n_embed": n_embed,
-                                                  "ddconfig": dict(TINY_DDCONFIG),
-                                                  "lossconfig": {"target": "taming.modules.losses.DummyLoss"}}}}
+    doc = {
+        "model": {
+            "target": target,
+            "params": {
+                "embed_dim": embed_dim,
+                "n_embed": n_embed,
+                "ddconfig": dict(TINY_DDCONFIG),
+                "lossconfig": {"target": "taming.modules.losses.DummyLoss"},
+            },
+        }
+    }
     config = folder / f"{name}.yaml"
     config.write_text(yaml.safe_dump(doc))
     torch.manual_seed(seed)

@@ -19,12 +19,23 @@ from .version import __version__
 
 # public name -> the module that defines it
 _API = {
-    "Config": "config", "resolve": "config",
-    "generate": "api", "run": "api", "image": "api", "Generator": "api",
-    "prepare_run": "runner", "prepare_resume": "runner", "Run": "runner", "ModelCache": "runner",
-    "Step": "optimize", "RunResult": "writer", "Interrupted": "writer",
-    "to_pil": "images", "load_image": "images",
-    "VQClipError": "errors", "NotebookDisplay": "notebook",
+    "Config": "config",
+    "resolve": "config",
+    "generate": "api",
+    "run": "api",
+    "image": "api",
+    "Generator": "api",
+    "prepare_run": "runner",
+    "prepare_resume": "runner",
+    "Run": "runner",
+    "ModelCache": "runner",
+    "Step": "optimize",
+    "RunResult": "writer",
+    "Interrupted": "writer",
+    "to_pil": "images",
+    "load_image": "images",
+    "VQClipError": "errors",
+    "NotebookDisplay": "notebook",
 }
 
 __all__ = ["__version__", *_API]

@@ -58,8 +58,9 @@ def warp(image: torch.Tensor, m: Motion) -> torch.Tensor:
     c, s = float(torch.cos(a)) / m.zoom, float(torch.sin(a)) / m.zoom
     # output -> input sampling map in affine_grid's [-1, 1] coordinates, corrected for the aspect ratio so a
     # rotation stays a rotation on a non-square image
-    theta = torch.tensor([[c, -s * h / w, -2 * m.pan[0] / w],
-                          [s * w / h, c, -2 * m.pan[1] / h]], dtype=image.dtype, device=image.device)
+    theta = torch.tensor(
+        [[c, -s * h / w, -2 * m.pan[0] / w], [s * w / h, c, -2 * m.pan[1] / h]], dtype=image.dtype, device=image.device
+    )
     grid = F.affine_grid(theta.expand(b, 2, 3), [b, 3, h, w], align_corners=False)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -83,8 +84,10 @@ def frame_guides(segments: list[tuple[int, str, list[Guide]]], k: int, blend: in
     if j == 0 or t >= 1:
         return guides, {"prompt": text}
     _, before, old = segments[j - 1]
-    mixed = [Guide(a.perceptor, [[_scaled(p, 1 - t) for p in a.targets[0]] + [_scaled(p, t) for p in b.targets[0]]])
-             for a, b in zip(old, guides)]
+    mixed = [
+        Guide(a.perceptor, [[_scaled(p, 1 - t) for p in a.targets[0]] + [_scaled(p, t) for p in b.targets[0]]])
+        for a, b in zip(old, guides)
+    ]
     return mixed, {"prompt": text, "blend": [[before, round(1 - t, 6)], [text, round(t, 6)]]}
 
 
@@ -127,8 +130,12 @@ def animate(run: Run) -> Iterator[Step]:
         yield Step(k, last.image, last.loss, final=k == a.frames - 1, extras=used, state=state)
 
 
-def run_animation(run: Run, save_frames: Optional[bool] = None, on_frame: Optional[Callable[[Step], None]] = None,
-                  observers: Sequence[Observer] = ()) -> RunResult:
+def run_animation(
+    run: Run,
+    save_frames: Optional[bool] = None,
+    on_frame: Optional[Callable[[Step], None]] = None,
+    observers: Sequence[Observer] = (),
+) -> RunResult:
     """Stream the frames into <out>/<name>/animation.mp4 (and .gif), the last frame to final.png.
 
     Every PNG records the config (animation settings and schedule included), so `vqclip animate --from` any of
@@ -139,8 +146,14 @@ def run_animation(run: Run, save_frames: Optional[bool] = None, on_frame: Option
     if save_frames is None:
         save_frames = bool(saved.meta.get("save_frames")) if saved is not None else False
     name = cfg.output.name or f"anim-{slugify(cfg.prompt or run.plan.schedule[0][1], 50)}-s{cfg.seed}"
-    writer = RunWriter(cfg, run.plan, Path(cfg.output.dir), name, Layout.animation(cfg, save_frames),
-                       state_meta=lambda: run.state_meta(kind="animation", save_frames=save_frames),
-                       at=ResumeAt.of(saved) if saved is not None else None)
+    writer = RunWriter(
+        cfg,
+        run.plan,
+        Path(cfg.output.dir),
+        name,
+        Layout.animation(cfg, save_frames),
+        state_meta=lambda: run.state_meta(kind="animation", save_frames=save_frames),
+        at=ResumeAt.of(saved) if saved is not None else None,
+    )
     with oom_advice(run.work):  # the same advice as a still's run gives
         return write_steps(animate(run), [writer], on_frame, observers=observers)[0]

@@ -59,8 +59,9 @@ def with_progress(steps: Iterable[Step], total: int, desc: str = "generate") -> 
         bar.close()
 
 
-def generate(cfg: Config, models: Cache = None, device: Optional[torch.device] = None,
-             progress: bool = False) -> Iterator[Step]:
+def generate(
+    cfg: Config, models: Cache = None, device: Optional[torch.device] = None, progress: bool = False
+) -> Iterator[Step]:
     """Yield the Steps of one image for cfg; nothing is written (models load when not given)."""
     steps = runner.generate(cfg, models, device)
     yield from with_progress(steps, cfg.steps) if progress else steps
@@ -72,9 +73,14 @@ def image(cfg: Config, models: Cache = None, device: Optional[torch.device] = No
     return to_pil(last.image[0])
 
 
-def run(cfg: Config, models: Cache = None, device: Optional[torch.device] = None,
-        on_step: Optional[Callable[[Step], None]] = None, progress: bool = False,
-        observers: Sequence[Observer] = ()) -> RunResult:
+def run(
+    cfg: Config,
+    models: Cache = None,
+    device: Optional[torch.device] = None,
+    on_step: Optional[Callable[[Step], None]] = None,
+    progress: bool = False,
+    observers: Sequence[Observer] = (),
+) -> RunResult:
     """Generate one image for cfg and write its outputs like `vqclip generate`; returns where they went.
     `observers` (vqclip.observe.Observer: the preview page, vqclip.NotebookDisplay, your own) watch it."""
     prepared = runner.prepare_run(cfg, device=device, models=models)
@@ -114,7 +120,12 @@ class Generator:
         """The final image for cfg as a PIL image (see vqclip.image)."""
         return image(cfg, self.models, self.device, progress)
 
-    def run(self, cfg: Config, on_step: Optional[Callable[[Step], None]] = None, progress: bool = False,
-            observers: Sequence[Observer] = ()) -> RunResult:
+    def run(
+        self,
+        cfg: Config,
+        on_step: Optional[Callable[[Step], None]] = None,
+        progress: bool = False,
+        observers: Sequence[Observer] = (),
+    ) -> RunResult:
         """One image for cfg with its files written (see vqclip.run)."""
         return run(cfg, self.models, self.device, on_step, progress, observers)

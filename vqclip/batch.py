@@ -106,8 +106,9 @@ def default_batch_size(device: torch.device, planned: list[Planned]) -> int:
     return int(max(1, min(MAX_DEFAULT_BATCH, len(planned), budget // max(per_image, 1))))
 
 
-def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None,
-              finder: Optional[VQGANFinder] = None) -> list[Planned]:
+def plan_jobs(
+    jobs: list[Job], base: Config, base_seed: Optional[int] = None, finder: Optional[VQGANFinder] = None
+) -> list[Planned]:
     """Resolve and check every job before any model loads, so a typo on line 90 fails in a second.
 
     A job without its own seed gets base_seed + its index when base_seed is given, else a drawn one. Each distinct
@@ -132,8 +133,11 @@ def plan_jobs(jobs: list[Job], base: Config, base_seed: Optional[int] = None,
             if "seed" in job.options:
                 cfg.seed = check_seed(job.options["seed"])
             else:
-                cfg.seed = None if base_seed is None else \
-                    check_seed(base_seed + job.index, f"--seed {base_seed} + job index {job.index}")
+                cfg.seed = (
+                    None
+                    if base_seed is None
+                    else check_seed(base_seed + job.index, f"--seed {base_seed} + job index {job.index}")
+                )
             plan = plan_run(cfg, finder=finder, memo=memo)
         except UsageError as e:
             raise ConfigError(f"{job.source}: {e}") from None
@@ -150,13 +154,14 @@ def group_key(cfg: Config) -> str:
     return json.dumps(c, sort_keys=True, default=str)
 
 
-def make_groups(planned: list[Planned], batch_size: int,
-                starts: Optional[dict[str, int]] = None) -> list[list[Planned]]:
+def make_groups(
+    planned: list[Planned], batch_size: int, starts: Optional[dict[str, int]] = None
+) -> list[list[Planned]]:
     """Groups of at most batch_size images that can step together: same settings, and resumed at the same step."""
     by_key: dict[tuple[str, int], list[Planned]] = {}
     for p in planned:
         by_key.setdefault((group_key(p.cfg), (starts or {}).get(p.job.id, 0)), []).append(p)
-    return [g[k:k + batch_size] for g in by_key.values() for k in range(0, len(g), batch_size)]
+    return [g[k : k + batch_size] for g in by_key.values() for k in range(0, len(g), batch_size)]
 
 
 def _model_key(p: Planned) -> str:
@@ -172,10 +177,18 @@ def check_batch(planned: list[Planned], out: Path, device: torch.device, batch_s
         prepare_run(big.cfg, big.plan, device=device, batch=min(batch_size, len(planned)), outputs=False, load=False)
 
 
-def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard = Shard(),
-              on_step: Optional[Callable[[Step], None]] = None, on_done: Optional[Callable[[dict], None]] = None,
-              sheet: bool = True, models: Optional[ModelCache] = None,
-              observers: Sequence[Observer] = ()) -> BatchResult:
+def run_batch(
+    planned: list[Planned],
+    out: Path,
+    device: torch.device,
+    batch_size: int,
+    shard: Shard = Shard(),
+    on_step: Optional[Callable[[Step], None]] = None,
+    on_done: Optional[Callable[[dict], None]] = None,
+    sheet: bool = True,
+    models: Optional[ModelCache] = None,
+    observers: Sequence[Observer] = (),
+) -> BatchResult:
     """Run this rank's unfinished jobs in groups of batch_size, watched by `observers` (--preview); rank 0 keeps the
     gallery (index.html) current as images finish, merges manifests and draws the sheet."""
     out = Path(out)
@@ -184,17 +197,27 @@ def run_batch(planned: list[Planned], out: Path, device: torch.device, batch_siz
         return _run_batch(planned, out, device, batch_size, shard, on_step, on_done, sheet, models, observers)
 
 
-def _run_batch(planned: list[Planned], out: Path, device: torch.device, batch_size: int, shard: Shard,
-               on_step: Optional[Callable[[Step], None]], on_done: Optional[Callable[[dict], None]], sheet: bool,
-               models: Optional[ModelCache], observers: Sequence[Observer]) -> BatchResult:
+def _run_batch(
+    planned: list[Planned],
+    out: Path,
+    device: torch.device,
+    batch_size: int,
+    shard: Shard,
+    on_step: Optional[Callable[[Step], None]],
+    on_done: Optional[Callable[[dict], None]],
+    sheet: bool,
+    models: Optional[ModelCache],
+    observers: Sequence[Observer],
+) -> BatchResult:
     earlier = read_manifest(out)
     done = finished_ids(out, note=shard.rank == 0)
     shard.barrier()  # every rank has read the manifest before any rank appends to it
     todo = [p for p in planned if p.job.id not in done]
-    mine = todo[shard.rank::shard.world]
+    mine = todo[shard.rank :: shard.world]
     result = BatchResult(skipped=len(planned) - len(todo), manifest=manifest_path(out, shard))
-    flights = in_flight([(p.job.id, job_folder(p), p.cfg, p.plan, p.job.source) for p in mine], out,
-                        read_manifest(out), device)
+    flights = in_flight(
+        [(p.job.id, job_folder(p), p.cfg, p.plan, p.job.source) for p in mine], out, read_manifest(out), device
+    )
     starts = {job_id: f.step for job_id, f in flights.items()}
     groups = sorted(make_groups(mine, batch_size, starts), key=lambda g: _model_key(g[0]))
     models = models or ModelCache()
@@ -203,8 +226,9 @@ def _run_batch(planned: list[Planned], out: Path, device: torch.device, batch_si
         o.expect(sum(g[0].cfg.steps + 1 - starts.get(g[0].job.id, 0) for g in groups))  # a group starts together
     try:
         for group in groups:
-            for record in _run_group(group, models, device, out, result.manifest, shard.rank, on_step, flights,
-                                     observers):
+            for record in _run_group(
+                group, models, device, out, result.manifest, shard.rank, on_step, flights, observers
+            ):
                 result.records.append(record)
                 gallery.add(record)
                 if on_done is not None:
@@ -228,9 +252,17 @@ def job_folder(p: Planned) -> str:
     return p.cfg.output.name or f"{p.job.index + 1:04d}-{run_name(p.cfg)}"
 
 
-def _run_group(group: list[Planned], models: ModelCache, device: torch.device, out: Path, manifest: Path, rank: int,
-               on_step: Optional[Callable[[Step], None]], flights: dict[str, InFlight],
-               observers: Sequence[Observer] = ()) -> list[dict]:
+def _run_group(
+    group: list[Planned],
+    models: ModelCache,
+    device: torch.device,
+    out: Path,
+    manifest: Path,
+    rank: int,
+    on_step: Optional[Callable[[Step], None]],
+    flights: dict[str, InFlight],
+    observers: Sequence[Observer] = (),
+) -> list[dict]:
     """Optimise a group's images together (continuing those in flight); save and record each one; Ctrl-C saves
     them as interrupted, with their states."""
     first = group[0]
@@ -239,9 +271,19 @@ def _run_group(group: list[Planned], models: ModelCache, device: torch.device, o
     for f in flying:
         if f is not None and f.saved is not None:
             check_models(f.saved, run.models.fingerprints)
-    writers = [RunWriter(p.cfg, p.plan, out, job_folder(p), Layout.still(p.cfg), index=b,
-                         state_meta=lambda p=p: run.state_meta(p.cfg, p.plan, job=p.job.id),
-                         at=f.resume_at() if f is not None else None) for b, (p, f) in enumerate(zip(group, flying))]
+    writers = [
+        RunWriter(
+            p.cfg,
+            p.plan,
+            out,
+            job_folder(p),
+            Layout.still(p.cfg),
+            index=b,
+            state_meta=lambda p=p: run.state_meta(p.cfg, p.plan, job=p.job.id),
+            at=f.resume_at() if f is not None else None,
+        )
+        for b, (p, f) in enumerate(zip(group, flying))
+    ]
     jobs = {id(w): p for w, p in zip(writers, group)}
     records: list[dict] = []
 
@@ -259,13 +301,25 @@ def _run_group(group: list[Planned], models: ModelCache, device: torch.device, o
 
 def _record(p: Planned, r: RunResult, manifest: Path, rank: int, batch: int) -> dict:
     """Append image b's manifest line (its PNG and video are in place by now)."""
-    record = {"id": p.job.id, "index": p.job.index, "source": p.job.source, "prompt": p.cfg.prompt,
-              "seed": p.cfg.seed, "status": "done" if r.status == "complete" else r.status,
-              "image": _rel(r.image, manifest.parent), "folder": _rel(r.folder, manifest.parent),
-              "videos": [_rel(v, manifest.parent) for v in r.videos], "step": r.step, "steps": p.cfg.steps,
-              "size": [p.cfg.width, p.cfg.height],
-              "loss": r.loss, "seconds": round(r.seconds, 3), "batch": batch, "rank": rank,
-              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {
+        "id": p.job.id,
+        "index": p.job.index,
+        "source": p.job.source,
+        "prompt": p.cfg.prompt,
+        "seed": p.cfg.seed,
+        "status": "done" if r.status == "complete" else r.status,
+        "image": _rel(r.image, manifest.parent),
+        "folder": _rel(r.folder, manifest.parent),
+        "videos": [_rel(v, manifest.parent) for v in r.videos],
+        "step": r.step,
+        "steps": p.cfg.steps,
+        "size": [p.cfg.width, p.cfg.height],
+        "loss": r.loss,
+        "seconds": round(r.seconds, 3),
+        "batch": batch,
+        "rank": rank,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     if r.resumed:
         record["resumed"] = r.resumed
     append_jsonl(manifest, record)

@@ -55,12 +55,25 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
             what_global = found.group(1) if found else "a Python object"
             raise CheckpointError(
                 f"{what} {path} was refused: it pickles {what_global}, not only tensors, and loading it could "
-                f"run arbitrary code; use a trusted file") from None
+                f"run arbitrary code; use a trusted file"
+            ) from None
         raise CheckpointError(f"{what} {path} is corrupt or truncated ({first_line(e)}); download it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
-            # random bytes read as pickle opcodes fail in many more ways
-            IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError, MemoryError,
-            struct.error) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        # random bytes read as pickle opcodes fail in many more ways
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        UnicodeDecodeError,
+        OverflowError,
+        MemoryError,
+        struct.error,
+    ) as e:
         raise CheckpointError(f"{what} {path} is corrupt or truncated ({first_line(e)}); download it again") from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         ckpt = ckpt["state_dict"]

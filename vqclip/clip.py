@@ -10,6 +10,8 @@ lives here.
   are the ones `tests/test_clip.py` checks for.
 """
 
+# size: every quirk of open_clip is absorbed here, as the house style asks (about 300 lines before ruff format)
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +31,16 @@ from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNa
 from .offline import is_offline
 from .skip_init import skipped_init
 
-__all__ = ["ClipRef", "ClipSpec", "Perceptor", "check_clip", "download_clip", "load_clip", "meta_clip",
-           "parse_clip_spec"]
+__all__ = [
+    "ClipRef",
+    "ClipSpec",
+    "Perceptor",
+    "check_clip",
+    "download_clip",
+    "load_clip",
+    "meta_clip",
+    "parse_clip_spec",
+]
 
 
 class Perceptor(nn.Module):
@@ -150,15 +160,18 @@ def register_clip_architectures(folder: str | os.PathLike) -> None:
 def _check_local_dir(cs: ClipSpec, ckpt_dir: Optional[str]) -> ClipRef:
     d = Path(cs.model.split(":", 1)[1]).expanduser()
     if not (d / "open_clip_config.json").is_file():
-        raise ModelFilesMissing(f"CLIP folder {d} has no open_clip_config.json; "
-                                f"it needs open_clip_config.json and the weights beside it")
+        raise ModelFilesMissing(
+            f"CLIP folder {d} has no open_clip_config.json; it needs open_clip_config.json and the weights beside it"
+        )
     if cs.random:
         return ClipRef(cs, None)
     found = weights_in_dir(d)
     if found is None:  # open_clip would build it with random weights and only log a warning
-        raise ModelFilesMissing(f"CLIP folder {d} has open_clip_config.json but no weights "
-                                f"(open_clip_model.safetensors or open_clip_pytorch_model.bin); put them beside "
-                                f"it, or use --clip local-dir:{d}:random for random weights")
+        raise ModelFilesMissing(
+            f"CLIP folder {d} has open_clip_config.json but no weights "
+            f"(open_clip_model.safetensors or open_clip_pytorch_model.bin); put them beside "
+            f"it, or use --clip local-dir:{d}:random for random weights"
+        )
     return ClipRef(cs, None, check_file(found, cs.model, ckpt_dir))
 
 
@@ -206,8 +219,12 @@ def _quiet_create(open_clip, name: str, **kwargs):
         logger.setLevel(level)
 
 
-def load_clip(spec: str | ClipSpec | ClipRef, device: torch.device | str = "cpu",
-              cache_dir: Optional[str] = None, ckpt_dir: Optional[str] = None) -> Perceptor:
+def load_clip(
+    spec: str | ClipSpec | ClipRef,
+    device: torch.device | str = "cpu",
+    cache_dir: Optional[str] = None,
+    ckpt_dir: Optional[str] = None,
+) -> Perceptor:
     """Load a CLIP model, frozen, with its mean/std: weights files vqclip reads itself (see vqclip.clip_weights),
     open_clip tags through open_clip's registry, sources and cache (cache_dir)."""
     ref = check_clip(spec, ckpt_dir)
@@ -235,7 +252,8 @@ def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
         # a tag's weights are loaded strictly by open_clip: skip their random init (none without a tag)
         with skipped_init() if pretrained else contextlib.nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=pretrained, device="cpu", cache_dir=cache_dir)
+                name, pretrained=pretrained, device="cpu", cache_dir=cache_dir
+            )
     except (RuntimeError, FileNotFoundError, OSError) as e:
         if "loading state_dict" in str(e) or "size mismatch" in str(e):
             raise CheckpointError(f"CLIP {cs}: open_clip's weights do not fit {name} ({first_line(e)})") from None
@@ -243,7 +261,8 @@ def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
         raise ModelFilesMissing(
             f"CLIP weights for {cs} are not in {cache_dir or 'the default cache'} ({why}); provide "
             f"{clip_weights_source(open_clip, name, pretrained)}: run `vqclip models download clip:{cs}` on a "
-            f"machine with internet, or pass --clip {name}:/path/to/that/file") from None
+            f"machine with internet, or pass --clip {name}:/path/to/that/file"
+        ) from None
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"CLIP {cs} could not be built from its files ({first_line(e)})") from None
     mean, std = _preprocess_mean_std(model, preprocess)

@@ -59,13 +59,24 @@ def _patch_embedding(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def _fusable_attention(block: nn.Module) -> bool:
     mha = getattr(block, "attn", None)
-    return (isinstance(mha, nn.MultiheadAttention) and callable(getattr(type(block), "attention", None))
-            and mha.batch_first and mha._qkv_same_embed_dim and mha.bias_k is None and not mha.add_zero_attn)
+    return (
+        isinstance(mha, nn.MultiheadAttention)
+        and callable(getattr(type(block), "attention", None))
+        and mha.batch_first
+        and mha._qkv_same_embed_dim
+        and mha.bias_k is None
+        and not mha.add_zero_attn
+    )
 
 
 def _fusable_patches(conv) -> bool:
-    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == conv.stride and conv.padding == (0, 0)
-            and conv.dilation == (1, 1) and conv.groups == 1)
+    return (
+        isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == conv.stride
+        and conv.padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+    )
 
 
 def fused_modules(visual: nn.Module) -> list[nn.Module]:

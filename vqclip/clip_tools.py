@@ -30,8 +30,13 @@ log = logging.getLogger("vqclip")
 
 
 # a few of OpenAI's ImageNet templates; averaging over several phrasings makes zero-shot labels less brittle
-DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.",
-                     "a close-up photo of a {}.")
+DEFAULT_TEMPLATES = (
+    "a photo of a {}.",
+    "a {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+    "a close-up photo of a {}.",
+)
 
 _BATCH = 32  # images per forward pass: bounds memory on large folders
 _CACHE_VERSION = 1
@@ -45,8 +50,7 @@ def default_clip() -> str:
 def open_perceptor(spec: Optional[str] = None, device: str = "auto", checkpoints: Optional[str] = None) -> Perceptor:
     """Load a CLIP by spec or vqclip alias (e.g. `toy`) onto a device, with open_clip's cache in checkpoints/clip."""
     cache = str(checkpoints_dir(checkpoints) / "clip")
-    return load_clip(resolve_clip(spec or default_clip()), pick_device(device), cache_dir=cache,
-                     ckpt_dir=checkpoints)
+    return load_clip(resolve_clip(spec or default_clip()), pick_device(device), cache_dir=cache, ckpt_dir=checkpoints)
 
 
 def clip_view(path: str | Path, size: int) -> torch.Tensor:
@@ -58,7 +62,7 @@ def clip_view(path: str | Path, size: int) -> torch.Tensor:
     if (new_h, new_w) != (h, w):
         image = F.interpolate(image, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    return image[..., top:top + size, left:left + size].clamp(0, 1)
+    return image[..., top : top + size, left : left + size].clamp(0, 1)
 
 
 @torch.no_grad()
@@ -66,7 +70,7 @@ def encode_views(perceptor: Perceptor, views: Sequence[torch.Tensor]) -> torch.T
     """[1, 3, S, S] views -> unit-length embeddings [N, D] on the CPU, a batch at a time."""
     out = []
     for i in range(0, len(views), _BATCH):
-        batch = torch.cat(list(views[i:i + _BATCH])).to(perceptor.mean.device)
+        batch = torch.cat(list(views[i : i + _BATCH])).to(perceptor.mean.device)
         out.append(F.normalize(perceptor.encode_image(batch).float(), dim=-1).cpu())
     return torch.cat(out)
 
@@ -94,7 +98,7 @@ def check_images(paths: Sequence[str | Path]) -> list[Path]:
 
 def check_text(text: str, what: str) -> str:
     if not text.strip():
-        raise UsageError(f"the {what} is empty; give some text, e.g. \"a red circle\"")
+        raise UsageError(f'the {what} is empty; give some text, e.g. "a red circle"')
     return text.strip()
 
 
@@ -109,11 +113,11 @@ def score(perceptor: Perceptor, paths: Sequence[Path], prompt: str) -> list[floa
 
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
-    """"cat, dog,person" -> ["cat", "dog", "person"]; at least two distinct labels."""
+    """ "cat, dog,person" -> ["cat", "dog", "person"]; at least two distinct labels."""
     items = labels.split(",") if isinstance(labels, str) else list(labels)
     items = [s.strip() for s in items if s.strip()]
     if len(items) < 2:
-        raise UsageError(f"give at least two labels, comma-separated, e.g. --labels \"cat,dog\" (got {len(items)})")
+        raise UsageError(f'give at least two labels, comma-separated, e.g. --labels "cat,dog" (got {len(items)})')
     seen = set()
     for label in items:
         if label.lower() in seen:
@@ -127,7 +131,7 @@ def check_templates(templates: Sequence[str]) -> list[str]:
         raise UsageError("give at least one template")
     for t in templates:
         if t.count("{}") != 1:
-            raise UsageError(f"template {t!r} needs exactly one {{}} where the label goes, e.g. \"a photo of a {{}}.\"")
+            raise UsageError(f'template {t!r} needs exactly one {{}} where the label goes, e.g. "a photo of a {{}}."')
     return list(templates)
 
 
@@ -144,8 +148,9 @@ class Prediction:
     probability: float
 
 
-def classify(perceptor: Perceptor, path: Path, labels: Sequence[str],
-             templates: Sequence[str] = DEFAULT_TEMPLATES) -> list[Prediction]:
+def classify(
+    perceptor: Perceptor, path: Path, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
+) -> list[Prediction]:
     """Zero-shot classification: softmax over labels of the model's logit scale x cosine, best first."""
     labels, templates = parse_labels(labels), check_templates(templates)
     logits = perceptor.logit_scale * embed_images(perceptor, [path]) @ label_embeddings(perceptor, labels, templates).T
@@ -227,8 +232,9 @@ class RankResult:
     cached: int  # embeddings read from the cache
 
 
-def embed_folder(perceptor: Perceptor, images: Sequence[Path], cache: Optional[EmbeddingCache] = None
-                 ) -> tuple[list[Path], torch.Tensor, list[Path], int]:
+def embed_folder(
+    perceptor: Perceptor, images: Sequence[Path], cache: Optional[EmbeddingCache] = None
+) -> tuple[list[Path], torch.Tensor, list[Path], int]:
     """Embeddings of image files, reusing the cache: (paths, [N, D], skipped files, number computed)."""
     cached = {p: cache.get(p) for p in images} if cache is not None else {}
     views, skipped = {}, []
@@ -250,8 +256,15 @@ def embed_folder(perceptor: Perceptor, images: Sequence[Path], cache: Optional[E
     return paths, torch.stack([fresh.get(p, cached.get(p)) for p in paths]), skipped, len(fresh)
 
 
-def check_rank(folder: str | Path, query: str, top: Optional[int], recursive: bool = True, frames: bool = False,
-               checkpoints: Optional[str] = None, note: bool = False) -> list[Path]:
+def check_rank(
+    folder: str | Path,
+    query: str,
+    top: Optional[int],
+    recursive: bool = True,
+    frames: bool = False,
+    checkpoints: Optional[str] = None,
+    note: bool = False,
+) -> list[Path]:
     """What rank can check without a model: the folder holds images, a query, a positive --top; the images."""
     images = list_images(folder, recursive, frames, checkpoints, note)
     if top is not None and top < 1:
@@ -260,9 +273,16 @@ def check_rank(folder: str | Path, query: str, top: Optional[int], recursive: bo
     return images
 
 
-def rank(perceptor: Perceptor, folder: str | Path, query: str, top: Optional[int] = None,
-         use_cache: bool = True, checkpoints: Optional[str] = None, recursive: bool = True,
-         frames: bool = False) -> RankResult:
+def rank(
+    perceptor: Perceptor,
+    folder: str | Path,
+    query: str,
+    top: Optional[int] = None,
+    use_cache: bool = True,
+    checkpoints: Optional[str] = None,
+    recursive: bool = True,
+    frames: bool = False,
+) -> RankResult:
     """Text-to-image search: the folder's images (see list_images) by cosine similarity to the query, best first."""
     images = check_rank(folder, query, top, recursive, frames, checkpoints, note=True)
     cache = EmbeddingCache.for_folder(Path(folder), model_key(perceptor), checkpoints) if use_cache else None

@@ -62,8 +62,7 @@ def _published(path: Path, base: Path, model: str) -> Weights:
     if archive is None:
         raise UsageError(openai_clip.refusal(path, digest))
     if model not in archive.names:
-        raise UsageError(f"{path} is OpenAI's {archive.name} CLIP, not {model}; "
-                         f"pass --clip {archive.open_clip}:{path}")
+        raise UsageError(f"{path} is OpenAI's {archive.name} CLIP, not {model}; pass --clip {archive.open_clip}:{path}")
     entry = integrity.recorded(path, base)
     if not entry or entry.get("sha256") != digest or entry.get("size") != path.stat().st_size:
         integrity.record(path, base, digest, source=f"OpenAI CLIP {archive.name} (published SHA-256)")
@@ -104,9 +103,16 @@ def find_openai(model: str, ckpt_dir: Optional[str] = None) -> Optional[Weights]
 
 def weights_in_dir(folder: Path) -> Optional[Path]:
     """The weights file of an open_clip local-dir folder, preferred names first (as open_clip picks them)."""
-    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
-                 "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth",
-                 "model.pth"):
+    for name in (
+        "open_clip_model.safetensors",
+        "open_clip_pytorch_model.safetensors",
+        "open_clip_pytorch_model.bin",
+        "open_clip_pytorch_model.pth",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "pytorch_model.pth",
+        "model.pth",
+    ):
         if (folder / name).is_file():
             return folder / name
     found = sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
@@ -127,8 +133,10 @@ def _format(path: Path) -> str:
 def _read(w: Weights) -> dict[str, torch.Tensor]:
     kind = "safetensors" if w.path.suffix == ".safetensors" else _format(w.path)
     if kind == "other":
-        raise UsageError(f"{w.source} is not a weights file (neither safetensors nor a PyTorch state dict); "
-                         f"pass the CLIP's .safetensors, .bin or .pt file")
+        raise UsageError(
+            f"{w.source} is not a weights file (neither safetensors nor a PyTorch state dict); "
+            f"pass the CLIP's .safetensors, .bin or .pt file"
+        )
     if kind == "archive":
         if w.openai is None:  # every path here went through check_file; an unchecked archive is never read
             raise UsageError(openai_clip.refusal(w.source, w.sha256 or "?" * 16))
@@ -150,11 +158,17 @@ def load_weights(model: torch.nn.Module, w: Weights, name: str) -> None:
     unexpected = [] if w.openai else [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        what = (f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}" if wrong else
-                f"{len(missing)} weights missing, e.g. {missing[0]}" if missing else
-                f"{len(unexpected)} unknown weights, e.g. {unexpected[0]}")
-        raise UsageError(f"CLIP weights {w.source} do not fit {name} ({what}); they are another architecture: "
-                         f"pass the model name they were trained as, NAME:{w.source}")
+        what = (
+            f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}"
+            if wrong
+            else f"{len(missing)} weights missing, e.g. {missing[0]}"
+            if missing
+            else f"{len(unexpected)} unknown weights, e.g. {unexpected[0]}"
+        )
+        raise UsageError(
+            f"CLIP weights {w.source} do not fit {name} ({what}); they are another architecture: "
+            f"pass the model name they were trained as, NAME:{w.source}"
+        )
     model.load_state_dict({k: state[k] for k in own}, strict=True)
     if w.cache_dir is not None:
         _cache(w, {k: state[k] for k in own})
@@ -169,11 +183,13 @@ def _cache(w: Weights, state: dict[str, torch.Tensor]) -> None:
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
-                  metadata={"source_sha256": w.sha256, "format": "vqclip-clip", "open_clip": w.build})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(tmp),
+            metadata={"source_sha256": w.sha256, "format": "vqclip-clip", "open_clip": w.build},
+        )
         os.replace(tmp, dest)
         integrity.record(dest, base, sha256_file(dest), source=f"converted from {w.source.name}")
     except OSError as e:  # only a cache: the run goes on with the weights it has read
         tmp.unlink(missing_ok=True)
         log.warning(f"could not cache {w.source.name} as safetensors ({e.strerror or first_line(e)})")
-

@@ -71,8 +71,6 @@ class AnimationConfig:
     blend: int = 0  # story mode: frames over which each new prompt fades in (0: a cut)
 
 
-
-
 @dataclass
 class SpeedConfig:
     """The fast path's switches (see vqclip.fastpath); `reference()` is the fp32 eager path speed is judged against."""
@@ -88,8 +86,14 @@ class SpeedConfig:
 
     @classmethod
     def reference(cls) -> "SpeedConfig":
-        return cls(precision="fp32", channels_last=False, fused_optim=False, compile=False, checkpoint_pixels=0,
-                   fused_attention=False)
+        return cls(
+            precision="fp32",
+            channels_last=False,
+            fused_optim=False,
+            compile=False,
+            checkpoint_pixels=0,
+            fused_attention=False,
+        )
 
 
 @dataclass
@@ -162,8 +166,10 @@ def _group_given_a_value(base, other, prefix: str = "") -> None:
         if key in base and OmegaConf.is_dict(base[key]) and key != "keyframes":
             if not OmegaConf.is_dict(other[key]):
                 keys = ", ".join(f"{prefix}{key}.{k}" for k in base[key])
-                raise ConfigError(f"{prefix}{key} is a group of keys ({keys}); set one of them, "
-                                  f"e.g. {prefix}{key}.{next(iter(base[key]))}=...")
+                raise ConfigError(
+                    f"{prefix}{key} is a group of keys ({keys}); set one of them, "
+                    f"e.g. {prefix}{key}.{next(iter(base[key]))}=..."
+                )
             _group_given_a_value(base[key], other[key], f"{prefix}{key}.")
 
 
@@ -200,8 +206,9 @@ def _literal(data: Any, source: str):
     try:
         node = OmegaConf.create(data)
     except Exception as e:  # noqa: BLE001 - yaml errors come in many types
-        raise ConfigError(f"{source} is not valid YAML ({(str(e).strip().splitlines() or [type(e).__name__])[0]})") \
-            from None
+        raise ConfigError(
+            f"{source} is not valid YAML ({(str(e).strip().splitlines() or [type(e).__name__])[0]})"
+        ) from None
     if not OmegaConf.is_dict(node):
         raise ConfigError(f"{source} must be a mapping of config keys, not a list or a value")
     return OmegaConf.create(_escape(OmegaConf.to_container(node, resolve=False)))
@@ -216,8 +223,12 @@ def parse_dotlist(items: Iterable[str]) -> list[str]:
     return out
 
 
-def resolve(presets: Iterable[str] = (), base_yaml: Optional[str] = None, options: Optional[dict] = None,
-            overrides: Iterable[str] = ()) -> Config:
+def resolve(
+    presets: Iterable[str] = (),
+    base_yaml: Optional[str] = None,
+    options: Optional[dict] = None,
+    overrides: Iterable[str] = (),
+) -> Config:
     """Build a validated Config from presets, a recorded config, option values and key=value overrides."""
     cfg = OmegaConf.structured(Config)
     for name in presets:
@@ -253,8 +264,10 @@ def numbered_keyframes(data: dict, source: str) -> dict:
     """Keyframe keys as numbers: `--set keyframes.150=...` and JSON jobs give them as text."""
     given = data.get("keyframes")
     if given is not None and not isinstance(given, dict):
-        raise ConfigError(f"{source}: keyframes map step (or frame) numbers to prompts, got {given!r:.40}; "
-                          f"e.g. {{0: a seed, 150: a sapling}}")
+        raise ConfigError(
+            f"{source}: keyframes map step (or frame) numbers to prompts, got {given!r:.40}; "
+            f"e.g. {{0: a seed, 150: a sapling}}"
+        )
     if not isinstance(given, dict):
         return data
     keyframes = {}
@@ -263,8 +276,10 @@ def numbered_keyframes(data: dict, source: str) -> dict:
             # a key with nothing after `=` reads as None: keep it as an empty prompt, which story mode names
             keyframes[int(key)] = "" if text is None else text
         except ValueError:
-            raise ConfigError(f"{source}: keyframes map step (or frame) numbers to prompts, got {key!r}; "
-                              f"e.g. {{0: a seed, 150: a sapling}}") from None
+            raise ConfigError(
+                f"{source}: keyframes map step (or frame) numbers to prompts, got {key!r}; "
+                f"e.g. {{0: a seed, 150: a sapling}}"
+            ) from None
     return {**data, "keyframes": keyframes}
 
 
@@ -290,8 +305,9 @@ def _nest(flat: dict) -> dict:
         for k, p in enumerate(parents):
             node = node.setdefault(p, {})
             if not isinstance(node, dict):  # {"optim": 3, "optim.lr": 0.1}: a value and a group at once
-                raise ConfigError(f"{'.'.join(parents[:k + 1])} is given as a value and as a group of keys "
-                                  f"({key}); give one of them")
+                raise ConfigError(
+                    f"{'.'.join(parents[: k + 1])} is given as a value and as a group of keys ({key}); give one of them"
+                )
         if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
             raise ConfigError(f"{key} is given as a value and as a group of keys; give one of them")
         node[leaf] = value

@@ -27,8 +27,9 @@ def _eye(n: int, device, dtype=torch.float32) -> torch.Tensor:
     return torch.eye(3, device=device, dtype=dtype).expand(n, 3, 3).clone()
 
 
-def _crop_boxes(cutn: int, cut_size: int, cut_pow: float, height: int, width: int, g: torch.Generator,
-                device) -> torch.Tensor:
+def _crop_boxes(
+    cutn: int, cut_size: int, cut_pow: float, height: int, width: int, g: torch.Generator, device
+) -> torch.Tensor:
     """Square crops of random size (rand**cut_pow between cut_size and the short side) at random places."""
     max_size = min(height, width)
     min_size = min(max_size, cut_size)
@@ -92,8 +93,9 @@ def _perspective(crops: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """A random perspective tilt of each crop: x, y -> (x, y) / (1 + a x + b y) with a, b in +-0.25."""
     n, _, h, w = crops.shape
     ab = (torch.rand(n, 2, 1, 1, generator=g, device=crops.device) * 2 - 1) * 0.25
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=crops.device),
-                            torch.linspace(-1, 1, w, device=crops.device), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, h, device=crops.device), torch.linspace(-1, 1, w, device=crops.device), indexing="ij"
+    )
     denom = 1 + ab[:, 0] * xs + ab[:, 1] * ys
     grid = torch.stack([xs / denom, ys / denom], -1).to(crops.dtype)
     return F.grid_sample(crops, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
@@ -109,8 +111,12 @@ def _erasing(crops: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     y0, x0 = u[2] * (1 - eh), u[3] * (1 - ew)
     ys = (torch.arange(h, device=crops.device) + 0.5) / h
     xs = (torch.arange(w, device=crops.device) + 0.5) / w
-    inside = ((ys.view(1, h, 1) >= y0.view(n, 1, 1)) & (ys.view(1, h, 1) < (y0 + eh).view(n, 1, 1))
-              & (xs.view(1, 1, w) >= x0.view(n, 1, 1)) & (xs.view(1, 1, w) < (x0 + ew).view(n, 1, 1)))
+    inside = (
+        (ys.view(1, h, 1) >= y0.view(n, 1, 1))
+        & (ys.view(1, h, 1) < (y0 + eh).view(n, 1, 1))
+        & (xs.view(1, 1, w) >= x0.view(n, 1, 1))
+        & (xs.view(1, 1, w) < (x0 + ew).view(n, 1, 1))
+    )
     erase = (inside & (u[4] < 0.5).view(n, 1, 1)).unsqueeze(1).to(crops.dtype)
     return crops * (1 - erase) + crops.mean(dim=(2, 3), keepdim=True) * erase
 
@@ -155,7 +161,7 @@ OVERVIEW_SHARE = 0.25  # pytti's dango cutouts mix whole-image views with crops;
 def _with_overviews(boxes: torch.Tensor) -> torch.Tensor:
     """The first quarter of the crops (at least one) show the whole image; the rest stay random crops."""
     boxes = boxes.clone()
-    boxes[:max(1, int(len(boxes) * OVERVIEW_SHARE))] = _eye(1, boxes.device)
+    boxes[: max(1, int(len(boxes) * OVERVIEW_SHARE))] = _eye(1, boxes.device)
     return boxes
 
 
@@ -171,8 +177,17 @@ CUTOUT_METHODS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-def crop_matrices(cutn: int, cut_size: int, cut_pow: float, height: int, width: int, augments: Sequence[str],
-                  g: torch.Generator, device, method: str = "crops") -> torch.Tensor:
+def crop_matrices(
+    cutn: int,
+    cut_size: int,
+    cut_pow: float,
+    height: int,
+    width: int,
+    augments: Sequence[str],
+    g: torch.Generator,
+    device,
+    method: str = "crops",
+) -> torch.Tensor:
     """[cutn, 2, 3] affine matrices for one image (crop box composed with its geometric augmentations)."""
     # the random boxes are drawn for every method, so each method's augmentations use the same random numbers
     m = CUTOUT_METHODS[method][1](_crop_boxes(cutn, cut_size, cut_pow, height, width, g, device))
@@ -202,23 +217,31 @@ def apply_crops(images: torch.Tensor, theta: torch.Tensor, cut_size: int) -> tor
     return F.avg_pool2d(crops, k) if k > 1 else crops
 
 
-def make_cutouts(images: torch.Tensor, cut_size: int, cutn: int, cut_pow: float, augments: Sequence[str],
-                 generators: Sequence[torch.Generator], method: str = "crops") -> torch.Tensor:
+def make_cutouts(
+    images: torch.Tensor,
+    cut_size: int,
+    cutn: int,
+    cut_pow: float,
+    augments: Sequence[str],
+    generators: Sequence[torch.Generator],
+    method: str = "crops",
+) -> torch.Tensor:
     """[B, C, H, W] -> [B*cutn, C, cut_size, cut_size]; image b's crops are drawn from generators[b].
 
     `method` names a CUTOUT_METHODS entry: random crops, crops with whole-image overviews, or pooled images.
     """
     b, _, h, w = images.shape
     assert len(generators) == b, "one generator per image"
-    theta = torch.stack([crop_matrices(cutn, cut_size, cut_pow, h, w, augments, g, images.device, method)
-                         for g in generators])
+    theta = torch.stack(
+        [crop_matrices(cutn, cut_size, cut_pow, h, w, augments, g, images.device, method) for g in generators]
+    )
     crops = apply_crops(CUTOUT_METHODS[method][0](images, cut_size), theta, cut_size)
     pixel = [AUGMENTS[name][1] for name in augments if AUGMENTS[name][0] == "pixel"]
     if not pixel:
         return crops
     out = []
     for i, g in enumerate(generators):
-        chunk = crops[i * cutn:(i + 1) * cutn]
+        chunk = crops[i * cutn : (i + 1) * cutn]
         for fn in pixel:
             chunk = fn(chunk, g)
         out.append(chunk)

@@ -59,6 +59,7 @@ SEE_ALL = {"CLIP model": "`vqclip models list` for the usual ones (any open_clip
 
 def did_you_mean(name: str, valid, n: int = 3) -> list[str]:
     """The valid names closest to `name` (case and `_`/`-`/`/` ignored), closest first; [] when none is close."""
+
     def norm(s: str) -> str:
         return s.lower().replace("_", "-").replace("/", "-")
 

@@ -76,14 +76,20 @@ def untrained_models(plan: Plan, device: torch.device) -> Models:
     return Models(vqgan, perceptors, f"{plan.vqgan_name} (untrained)")
 
 
-def judge_run(options: EvalOptions, models: Models, device: torch.device, finder: VQGANFinder,
-              on_image: Optional[Callable[[Judged], None]] = None) -> list[Judged]:
+def judge_run(
+    options: EvalOptions,
+    models: Models,
+    device: torch.device,
+    finder: VQGANFinder,
+    on_image: Optional[Callable[[Judged], None]] = None,
+) -> list[Judged]:
     """Generate and judge every caption x seed with these models (the run path of `vqclip generate`, no files)."""
     out = []
     for caption in options.captions:
         for seed in options.seeds:
-            run = prepare_run(image_config(options, caption, seed), device=device, models=models, outputs=False,
-                              finder=finder)
+            run = prepare_run(
+                image_config(options, caption, seed), device=device, models=models, outputs=False, finder=finder
+            )
             start, cpu_start = time.perf_counter(), time.process_time()
             final = None
             for step in run.steps():
@@ -92,8 +98,18 @@ def judge_run(options: EvalOptions, models: Models, device: torch.device, finder
             # judged as the PNG would store it: rounded to 8 bits
             image = final.image[0].detach().float().clamp(0, 1).mul(255).round().div(255).cpu()
             verdict = judge.judge(image)
-            item = Judged(caption, seed, verdict.colour, verdict.shape, verdict.iou, verdict.edge, verdict.fit,
-                          seconds, cpu, image)
+            item = Judged(
+                caption,
+                seed,
+                verdict.colour,
+                verdict.shape,
+                verdict.iou,
+                verdict.edge,
+                verdict.fit,
+                seconds,
+                cpu,
+                image,
+            )
             out.append(item)
             if on_image:
                 on_image(item)
@@ -116,8 +132,9 @@ def summary(items: Sequence[Judged]) -> dict:
     }
 
 
-def run_eval(options: EvalOptions, device: torch.device,
-             on_image: Optional[Callable[[str, Judged], None]] = None) -> tuple[dict, dict[str, list[Judged]]]:
+def run_eval(
+    options: EvalOptions, device: torch.device, on_image: Optional[Callable[[str, Judged], None]] = None
+) -> tuple[dict, dict[str, list[Judged]]]:
     """Judge the trained models (and, with options.control, untrained ones) over captions x seeds.
 
     Returns the figures (JSON-ready) and the judged images of each run ("trained", "untrained").
@@ -133,8 +150,9 @@ def run_eval(options: EvalOptions, device: torch.device,
     load_seconds = time.perf_counter() - load_start
     runs["trained"] = judge_run(options, trained, device, finder, lambda j: on_image and on_image("trained", j))
     if options.control:
-        runs["untrained"] = judge_run(options, untrained_models(plan, device), device, finder,
-                                      lambda j: on_image and on_image("untrained", j))
+        runs["untrained"] = judge_run(
+            options, untrained_models(plan, device), device, finder, lambda j: on_image and on_image("untrained", j)
+        )
     figures = {
         "vqclip_version": __version__,
         "presets": list(options.presets),
@@ -157,16 +175,22 @@ def run_eval(options: EvalOptions, device: torch.device,
 
 def table(figures: dict) -> str:
     """A few lines for the terminal: accuracy and time per run, with chance beside them."""
-    lines = [f"{'models':<10} {'images':>6} {'colour':>7} {'shape':>7} {'no shape':>8} {'fit':>6} {'IoU':>5} "
-             f"{'s/image':>8} {'cpu s':>6}"]
+    lines = [
+        f"{'models':<10} {'images':>6} {'colour':>7} {'shape':>7} {'no shape':>8} {'fit':>6} {'IoU':>5} "
+        f"{'s/image':>8} {'cpu s':>6}"
+    ]
     for name in ("trained", "untrained"):
         if name in figures:
             f = figures[name]
-            lines.append(f"{name:<10} {f['images']:>6} {f['colour_accuracy']:>7.1%} {f['shape_accuracy']:>7.1%} "
-                         f"{f['shape_none']:>8.1%} {f['shape_fit']:>6.0%} {f['mean_iou']:>5.2f} "
-                         f"{f['seconds_per_image']:>8.2f} {f['cpu_seconds_per_image']:>6.2f}")
-    lines.append(f"chance: colour {CHANCE['colour']:.0%}, shape {CHANCE['shape']:.0%}; "
-                 f"{figures['size'][0]}x{figures['size'][1]}, {figures['steps']} steps, {figures['device']}")
+            lines.append(
+                f"{name:<10} {f['images']:>6} {f['colour_accuracy']:>7.1%} {f['shape_accuracy']:>7.1%} "
+                f"{f['shape_none']:>8.1%} {f['shape_fit']:>6.0%} {f['mean_iou']:>5.2f} "
+                f"{f['seconds_per_image']:>8.2f} {f['cpu_seconds_per_image']:>6.2f}"
+            )
+    lines.append(
+        f"chance: colour {CHANCE['colour']:.0%}, shape {CHANCE['shape']:.0%}; "
+        f"{figures['size'][0]}x{figures['size'][1]}, {figures['steps']} steps, {figures['device']}"
+    )
     return "\n".join(lines)
 
 
@@ -178,5 +202,5 @@ def contact_sheet(items: Sequence[Judged], columns: int) -> np.ndarray:
     sheet = np.full((rows * (h + 2), columns * (w + 2), 3), 255, np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, columns)
-        sheet[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = tile
+        sheet[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = tile
     return sheet

@@ -39,10 +39,32 @@ class Encoder:
         import imageio_ffmpeg
 
         out_w, out_h = (-(-s // MACRO_BLOCK) * MACRO_BLOCK for s in (width, height))
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error", "-f", "rawvideo",
-               "-vcodec", "rawvideo", "-s", f"{width}x{height}", "-pix_fmt", "rgb24",
-               "-r", str(Fraction(self.fps).limit_denominator()), "-i", "-", "-an", "-vcodec", "libx264",
-               "-pix_fmt", "yuv420p", "-crf", str(CRF)]
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "rawvideo",
+            "-vcodec",
+            "rawvideo",
+            "-s",
+            f"{width}x{height}",
+            "-pix_fmt",
+            "rgb24",
+            "-r",
+            str(Fraction(self.fps).limit_denominator()),
+            "-i",
+            "-",
+            "-an",
+            "-vcodec",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            str(CRF),
+        ]
         if (out_w, out_h) != (width, height):
             cmd += ["-vf", f"scale={out_w}:{out_h}"]
         cmd += ["-f", "mp4", str(self.path)]
@@ -80,8 +102,9 @@ class Encoder:
         self._log.close()
         if code != 0:
             why = re.sub(r"^\[[^]]*\]\s*", "", lines[-1]) if lines else f"exit status {code}"  # no [out#0 @ 0x..]
-            raise OutputError(f"cannot write the video {self.shown} (ffmpeg: {why[:160]}); free some space or choose "
-                              f"another --out")
+            raise OutputError(
+                f"cannot write the video {self.shown} (ffmpeg: {why[:160]}); free some space or choose another --out"
+            )
 
     def abort(self) -> None:
         """Stop ffmpeg without waiting for a whole file (the caller removes it)."""

@@ -17,8 +17,13 @@ from .errors import UsageError
 
 __all__ = ["check_regular", "not_regular", "open_regular", "read_regular"]
 
-_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
 
 
 def _kind(mode: int) -> Optional[str]:
@@ -56,8 +61,13 @@ def check_regular(path: str | os.PathLike, what: str, fix: str = "", error: type
     return Path(path)
 
 
-def open_regular(path: str | os.PathLike, what: str, fix: str = "", error: type[Exception] = UsageError,
-                 max_bytes: Optional[int] = None) -> BinaryIO:
+def open_regular(
+    path: str | os.PathLike,
+    what: str,
+    fix: str = "",
+    error: type[Exception] = UsageError,
+    max_bytes: Optional[int] = None,
+) -> BinaryIO:
     """Open a regular file for reading in binary; anything else, or a file above max_bytes, raises `error`."""
     check_regular(path, what, fix, error)
     try:
@@ -79,12 +89,18 @@ def open_regular(path: str | os.PathLike, what: str, fix: str = "", error: type[
     return os.fdopen(fd, "rb")
 
 
-def read_regular(path: str | os.PathLike, what: str, fix: str = "", error: type[Exception] = UsageError,
-                 max_bytes: Optional[int] = None) -> bytes:
+def read_regular(
+    path: str | os.PathLike,
+    what: str,
+    fix: str = "",
+    error: type[Exception] = UsageError,
+    max_bytes: Optional[int] = None,
+) -> bytes:
     """The bytes of a regular file (see open_regular); never more than max_bytes + 1 are read."""
     with open_regular(path, what, fix, error, max_bytes) as f:
         data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:  # it grew after the size check
-        raise error(f"{what} {path} is more than the {max_bytes / 1e6:.0f} MB vqclip reads for it"
-                    + (f"; {fix}" if fix else ""))
+        raise error(
+            f"{what} {path} is more than the {max_bytes / 1e6:.0f} MB vqclip reads for it" + (f"; {fix}" if fix else "")
+        )
     return data

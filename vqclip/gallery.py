@@ -80,9 +80,11 @@ def _card(out: Path, r: dict) -> str:
     prompt = r.get("prompt") if isinstance(r.get("prompt"), str) else ""
     small = " small" if _small(r) else ""
     flag = f' <span class="flag">{e(str(status))}</span>' if status not in ("done", None) else ""
-    return (f'<figure class="card{small}"><a href="{image}"><img src="{image}" alt="{e(prompt)}" loading="lazy"></a>'
-            f'<figcaption><div class="prompt">{e(prompt)}</div><div class="meta">{e(" · ".join(meta))}{flag}</div>'
-            f'<div class="meta">{" · ".join(links)}</div></figcaption></figure>')
+    return (
+        f'<figure class="card{small}"><a href="{image}"><img src="{image}" alt="{e(prompt)}" loading="lazy"></a>'
+        f'<figcaption><div class="prompt">{e(prompt)}</div><div class="meta">{e(" · ".join(meta))}{flag}</div>'
+        f'<div class="meta">{" · ".join(links)}</div></figcaption></figure>'
+    )
 
 
 def _small(r: dict) -> bool:
@@ -103,16 +105,21 @@ def render_gallery(out: Path, records: Iterable[dict], title: str = "") -> str:
     done = latest(records)
     title = title or _sources(done)
     cards = [c for c in (_card(Path(out), r) for r in done) if c]
-    extras = [f'<a href="{name}">{label}</a>' for name, label in (("contact_sheet.png", "contact sheet"),
-                                                                   ("manifest.jsonl", "manifest"))
-              if (Path(out) / name).is_file()]
-    return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<meta name="generator" content="vqclip {e(__version__)}">\n'
-            f'<title>{e(title or Path(out).name)} · vqclip gallery</title>\n<style>{STYLE}</style>\n</head>\n<body>\n'
-            f'<h1>{e(title or Path(out).name)}</h1>\n<p class="sub">{len(cards)} images'
-            f'{" · " if extras else ""}{" · ".join(extras)}</p>\n<div class="cards">\n' + "\n".join(cards) +
-            '\n</div>\n</body>\n</html>\n')
+    extras = [
+        f'<a href="{name}">{label}</a>'
+        for name, label in (("contact_sheet.png", "contact sheet"), ("manifest.jsonl", "manifest"))
+        if (Path(out) / name).is_file()
+    ]
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="vqclip {e(__version__)}">\n'
+        f"<title>{e(title or Path(out).name)} · vqclip gallery</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        f'<h1>{e(title or Path(out).name)}</h1>\n<p class="sub">{len(cards)} images'
+        f'{" · " if extras else ""}{" · ".join(extras)}</p>\n<div class="cards">\n'
+        + "\n".join(cards)
+        + "\n</div>\n</body>\n</html>\n"
+    )
 
 
 def write_gallery(out: Path, records: Iterable[dict], title: str = "") -> Path:
@@ -125,8 +132,14 @@ class Gallery:
     """Keeps a batch's gallery current as records come: rewritten at once, then at most every EVERY seconds, and
     whenever `flush` is called. An inactive one (a torchrun rank other than 0) writes nothing."""
 
-    def __init__(self, out: Path, records: Iterable[dict] = (), title: str = "", every: Optional[float] = None,
-                 active: bool = True):
+    def __init__(
+        self,
+        out: Path,
+        records: Iterable[dict] = (),
+        title: str = "",
+        every: Optional[float] = None,
+        active: bool = True,
+    ):
         self.out, self.title, self.active = Path(out), title, active
         self.every = EVERY if every is None else every
         self.records = list(records)

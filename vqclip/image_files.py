@@ -24,8 +24,13 @@ log = logging.getLogger("vqclip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-def list_images(folder: str | Path, recursive: bool = True, frames: bool = False,
-                checkpoints: Optional[str] = None, note: bool = True) -> list[Path]:
+def list_images(
+    folder: str | Path,
+    recursive: bool = True,
+    frames: bool = False,
+    checkpoints: Optional[str] = None,
+    note: bool = True,
+) -> list[Path]:
     """The image files (by suffix) in a folder and, when recursive, its subfolders, sorted by path. Skipped: hidden
     files and folders (vqclip's temporary files), animated GIFs (progress videos), batch contact sheets, the
     checkpoints folder (models, caches), unless `frames` a run's frames/ (a run counts once, by final.png), and
@@ -37,12 +42,23 @@ def list_images(folder: str | Path, recursive: bool = True, frames: bool = False
     images = []
     for root, dirs, files in os.walk(folder):  # symlinked folders are not followed: no loops
         here = Path(root)
-        dirs[:] = [d for d in dirs if recursive and not d.startswith(".") and (here / d).resolve() != skip
-                   and (frames or d != "frames" or not (here / "final.png").is_file())]
-        images += [here / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")
-                   and not (f == SHEET and (here / MANIFEST).is_file())
-                   and _regular(here / f, folder, note)  # before anything opens it
-                   and not (f.lower().endswith(".gif") and _is_animation(here / f))]
+        dirs[:] = [
+            d
+            for d in dirs
+            if recursive
+            and not d.startswith(".")
+            and (here / d).resolve() != skip
+            and (frames or d != "frames" or not (here / "final.png").is_file())
+        ]
+        images += [
+            here / f
+            for f in files
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES
+            and not f.startswith(".")
+            and not (f == SHEET and (here / MANIFEST).is_file())
+            and _regular(here / f, folder, note)  # before anything opens it
+            and not (f.lower().endswith(".gif") and _is_animation(here / f))
+        ]
     if not images:
         where = " or its subfolders" if recursive else ""
         raise ImageError(f"folder {folder}{where} holds no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -44,8 +44,9 @@ class InFlight:
         return ResumeAt.of(self.saved) if self.saved is not None else ResumeAt(self.folder)
 
 
-def in_flight(jobs: Iterable[tuple[str, str, Config, Plan, str]], out: Path, records: list[dict],
-              device: torch.device) -> dict[str, InFlight]:
+def in_flight(
+    jobs: Iterable[tuple[str, str, Config, Plan, str]], out: Path, records: list[dict], device: torch.device
+) -> dict[str, InFlight]:
     """For each unfinished job (id, folder name, cfg, plan, source) whose folder an earlier run left: where and
     from which state it continues. Needs no model: runs before any loads."""
     out = Path(out)

@@ -23,6 +23,7 @@ def _encoded(vqgan: VQGAN, images: torch.Tensor) -> torch.Tensor:
 
 def _per_image(draw: Callable[[torch.Generator, int, int, torch.device], torch.Tensor]):
     """An init from a function that draws one [3, H, W] image in [0, 1]: draw each, encode them together."""
+
     def init(vqgan: VQGAN, height: int, width: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
         device = vqgan.codebook.device
         return _encoded(vqgan, torch.stack([draw(g, height, width, device) for g in generators]))
@@ -58,7 +59,7 @@ def _perlin_octave(g: torch.Generator, cells: int, height: int, width: int, devi
 
 def _perlin(g: torch.Generator, height: int, width: int, device) -> torch.Tensor:
     """Fractal Perlin noise: octaves of 2, 4 and 8 cells across, each half the amplitude of the one before."""
-    noise = sum(0.5 ** k * _perlin_octave(g, 2 ** (k + 1), height, width, device) for k in range(3))
+    noise = sum(0.5**k * _perlin_octave(g, 2 ** (k + 1), height, width, device) for k in range(3))
     return 0.5 + 0.35 * noise
 
 
@@ -86,4 +87,3 @@ INITS: dict[str, Callable[[VQGAN, int, int, Sequence[torch.Generator]], torch.Te
     "gradient": _per_image(_gradient),
     "grey": _per_image(_grey),
 }
-

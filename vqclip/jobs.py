@@ -34,8 +34,16 @@ from .files import read_regular
 from .safe_yaml import load_json, load_yaml, load_yaml_lines
 
 SEP = "##"
-ALIASES = {"lr": "optim.lr", "optimizer": "optim.name", "cutn": "cutouts.cutn", "cut_pow": "cutouts.cut_pow",
-           "name": "output.name", "save_every": "output.save_every", "video": "output.video", "fps": "output.fps"}
+ALIASES = {
+    "lr": "optim.lr",
+    "optimizer": "optim.name",
+    "cutn": "cutouts.cutn",
+    "cut_pow": "cutouts.cut_pow",
+    "name": "output.name",
+    "save_every": "output.save_every",
+    "video": "output.video",
+    "fps": "output.fps",
+}
 # numbers YAML 1.1 reads the same way as Python (no octal 010, no 1_000, no 1e5 without a dot)
 _INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _DECIMAL = re.compile(r"[-+]?[0-9]+\.[0-9]+")
@@ -82,8 +90,9 @@ def _text_jobs(text: str, name: str) -> list[Job]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         prompt, _, overrides = line.partition(f" {SEP}")
-        jobs.append(Job(len(jobs), prompt.strip(), _parse_overrides(overrides.lstrip("#"), f"{name}:{n}"),
-                        f"{name}:{n}"))
+        jobs.append(
+            Job(len(jobs), prompt.strip(), _parse_overrides(overrides.lstrip("#"), f"{name}:{n}"), f"{name}:{n}")
+        )
     return jobs
 
 

@@ -84,7 +84,7 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
     labels = np.where(mask, np.arange(big).reshape(h, w), big)
     while True:
         padded = np.pad(labels, 1, constant_values=big)
-        shifted = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        shifted = [padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
         new = np.where(mask, np.min(shifted, axis=0), big)
         if np.array_equal(new, labels):
             break
@@ -96,12 +96,14 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     padded = np.pad(mask, r)
     h, w = mask.shape
-    return np.any([padded[r + dy:r + dy + h, r + dx:r + dx + w] for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
-                  axis=0)
+    return np.any(
+        [padded[r + dy : r + dy + h, r + dx : r + dx + w] for dy in range(-r, r + 1) for dx in range(-r, r + 1)], axis=0
+    )
 
 
-def template(shape: str, shape_hw: tuple[int, int], cx: float, cy: float, area: float, angle: float,
-             turn: int = 0) -> np.ndarray:
+def template(
+    shape: str, shape_hw: tuple[int, int], cx: float, cy: float, area: float, angle: float, turn: int = 0
+) -> np.ndarray:
     """Soft coverage of an ideal `shape` of `area` pixels with its centroid at (cx, cy), rotated by angle."""
     h, w = shape_hw
     ys = (np.arange(h * _SUPERSAMPLE) + 0.5) / _SUPERSAMPLE - cy
@@ -110,7 +112,7 @@ def template(shape: str, shape_hw: tuple[int, int], cx: float, cy: float, area: 
     x = cos * xs[None, :] + sin * ys[:, None]
     y = -sin * xs[None, :] + cos * ys[:, None]
     if shape == "circle":
-        mask = x ** 2 + y ** 2 <= area / np.pi
+        mask = x**2 + y**2 <= area / np.pi
     elif shape == "square":
         half = np.sqrt(area) / 2
         mask = (np.abs(x) <= half) & (np.abs(y) <= half)
@@ -133,7 +135,7 @@ def _candidates():
 def best_fit(strength: np.ndarray) -> tuple[str, float]:
     """The ideal shape (moment-matched to the soft mask `strength`) with the highest soft IoU, and that IoU."""
     area = strength.sum()
-    ys, xs = np.mgrid[:strength.shape[0], :strength.shape[1]] + 0.5
+    ys, xs = np.mgrid[: strength.shape[0], : strength.shape[1]] + 0.5
     cx, cy = (strength * xs).sum() / area, (strength * ys).sum() / area
     best, best_iou = NONE, 0.0
     for shape, angle, turn in _candidates():
@@ -192,14 +194,19 @@ def validate(per_caption: int, sizes=(32, 64, 128), extent=(0.2, 0.8), per_negat
     rng = np.random.default_rng(seed)
     out: dict = {}
     for size in sizes:
-        verdicts = [(c, s, judge(render(c, s, rng, size, extent)))
-                    for c in COLOURS for s in SHAPES for _ in range(per_caption)]
-        row = {"images": len(verdicts),
-               "colour": float(np.mean([v.colour == c for c, _, v in verdicts])),
-               "shape": float(np.mean([v.shape == s for _, s, v in verdicts]))}
+        verdicts = [
+            (c, s, judge(render(c, s, rng, size, extent))) for c in COLOURS for s in SHAPES for _ in range(per_caption)
+        ]
+        row = {
+            "images": len(verdicts),
+            "colour": float(np.mean([v.colour == c for c, _, v in verdicts])),
+            "shape": float(np.mean([v.shape == s for _, s, v in verdicts])),
+        }
         for kind in NEGATIVES if per_negative else ():
             negatives = [judge(render_negative(kind, rng, size)) for _ in range(per_negative)]
-            row[kind] = {"shape_none": float(np.mean([v.shape == NONE for v in negatives])),
-                         "colour_none": float(np.mean([v.colour == NONE for v in negatives]))}
+            row[kind] = {
+                "shape_none": float(np.mean([v.shape == NONE for v in negatives])),
+                "colour_none": float(np.mean([v.colour == NONE for v in negatives])),
+            }
         out[size] = row
     return out

@@ -57,8 +57,9 @@ def locked(path: str | os.PathLike, timeout: float = 600.0) -> Iterator[None]:
             log.warning(f"waiting for another vqclip process that is using {path}")
             lock.acquire(timeout=timeout)
     except Timeout:
-        raise OutputError(f"{path} stayed locked by another vqclip process for {timeout:.0f} s; let it finish and "
-                          f"run again") from None
+        raise OutputError(
+            f"{path} stayed locked by another vqclip process for {timeout:.0f} s; let it finish and run again"
+        ) from None
     except OSError as e:
         raise OutputError(f"cannot lock {path} ({e.strerror or e}); check that its folder is writable") from None
     try:

@@ -24,8 +24,17 @@ from .locks import try_lock
 from .outputs import read_jsonl, write_jsonl
 from .shard import Shard
 
-__all__ = ["MANIFEST", "check_record", "claimed", "finished_ids", "image_problem", "latest_done", "manifest_path",
-           "merge_manifests", "read_manifest"]
+__all__ = [
+    "MANIFEST",
+    "check_record",
+    "claimed",
+    "finished_ids",
+    "image_problem",
+    "latest_done",
+    "manifest_path",
+    "merge_manifests",
+    "read_manifest",
+]
 
 log = logging.getLogger("vqclip")
 
@@ -33,8 +42,15 @@ MANIFEST = "manifest.jsonl"
 
 # field -> the types a row written by vqclip.batch holds there; resume needs id and status, the rest may be absent
 _REQUIRED = ("id", "status")
-_FIELDS = {"id": (str,), "status": (str,), "index": (int,), "prompt": (str,), "image": (str, type(None)),
-           "seed": (int, type(None)), "loss": (int, float, type(None))}
+_FIELDS = {
+    "id": (str,),
+    "status": (str,),
+    "index": (int,),
+    "prompt": (str,),
+    "image": (str, type(None)),
+    "seed": (int, type(None)),
+    "loss": (int, float, type(None)),
+}
 
 
 def check_record(record, where: str) -> dict:
@@ -93,8 +109,9 @@ def claimed(out: Path, shard: Shard) -> Iterator[None]:
     """Hold the batch folder for this run (every rank calls it); another batch on it makes every rank refuse."""
     lock = try_lock(out / MANIFEST) if shard.rank == 0 else None
     if not shard.all_true(shard.rank != 0 or lock is not None):
-        raise UsageError(f"another vqclip batch is writing to {out}; let it finish (then rerun to resume), or "
-                         f"choose another --out")
+        raise UsageError(
+            f"another vqclip batch is writing to {out}; let it finish (then rerun to resume), or choose another --out"
+        )
     try:
         yield
     finally:

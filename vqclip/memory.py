@@ -11,6 +11,8 @@ stay fp32. Against the peak memory of real CPU steps it came within 9% (tests/te
 on CUDA it is unmeasured, so it refuses only what it estimates above free memory.
 """
 
+# size: the estimate, the fitting size and the advice share Workload (about 300 lines before ruff format)
+
 from __future__ import annotations
 
 import contextlib
@@ -73,8 +75,16 @@ def _meta_clip(spec: str | ClipRef, bf16: bool):
 
 
 def _spec_key(spec: VQGANSpec) -> str:
-    return json.dumps({"ddconfig": spec.ddconfig, "n_embed": spec.n_embed, "embed_dim": spec.embed_dim,
-                       "gumbel": spec.gumbel, "kl_weight": spec.kl_weight}, sort_keys=True)
+    return json.dumps(
+        {
+            "ddconfig": spec.ddconfig,
+            "n_embed": spec.n_embed,
+            "embed_dim": spec.embed_dim,
+            "gumbel": spec.gumbel,
+            "kl_weight": spec.kl_weight,
+        },
+        sort_keys=True,
+    )
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:
@@ -111,8 +121,10 @@ class _SavedBytes:
 
     def run(self, fn: Callable[[], object]) -> int:
         # F.multi_head_attention_forward (CLIP) looks the name up in torch.nn.functional at call time
-        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t), \
-                unittest.mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _fused_sdpa_on_meta):
+        with (
+            torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t),
+            unittest.mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _fused_sdpa_on_meta),
+        ):
             fn()
         return self.total
 
@@ -133,6 +145,7 @@ def _decoder_activation_bytes(model: VQGAN, width: int, height: int, fast: FastP
     counter = _SavedBytes(model)
     blocks, handles = [], []  # [saved before it, its input's bytes, saved inside it], in forward order
     if fast.checkpoint:
+
         def enter(block, args):
             blocks.append([counter.total, args[0].numel() * args[0].element_size(), 0])
 
@@ -174,8 +187,16 @@ def _clip_bytes_per_cutout(spec: str | ClipRef, bf16: bool) -> tuple[int, int]:
     return _weight_bytes(perceptor), (saved(4) - saved(2)) // 2
 
 
-def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1, *, fast: FastPath = REFERENCE,
-                   clips: Sequence[str | ClipRef] = (), cutn: int = 0) -> int:
+def estimate_bytes(
+    spec: VQGANSpec,
+    width: int,
+    height: int,
+    batch: int = 1,
+    *,
+    fast: FastPath = REFERENCE,
+    clips: Sequence[str | ClipRef] = (),
+    cutn: int = 0,
+) -> int:
     """The memory one step of `batch` images of width x height needs on the given fast path (an estimate),
     with `cutn` cutouts scored by each CLIP in `clips` (specs as `check_clip` takes them)."""
     pixels, f, (w, h) = width * height, spec.factor, (width, height)
@@ -188,8 +209,9 @@ def estimate_bytes(spec: VQGANSpec, width: int, height: int, batch: int = 1, *, 
     for clip in clips:
         build = check_clip(clip).build  # a local-dir's config may change under its name: measured every time
         measure = functools.partial(_clip_bytes_per_cutout, clip, fast.clip_bf16)
-        clip_weights, per_cutout = (measure() if build.startswith("local-dir:")
-                                    else cached("clip", [build, fast.clip_bf16], 2, measure))
+        clip_weights, per_cutout = (
+            measure() if build.startswith("local-dir:") else cached("clip", [build, fast.clip_bf16], 2, measure)
+        )
         weights += clip_weights
         per_image += per_cutout * cutn
     return int(weights + per_image * batch)
@@ -211,8 +233,9 @@ class Workload:
     @classmethod
     def of(cls, plan, cfg, device: torch.device, batch: int = 1) -> "Workload":
         """The workload of a checked Plan and its Config on device."""
-        return cls(plan.vqgan_spec, plan.width, plan.height, device, batch, cfg.speed, tuple(plan.clips),
-                   cfg.cutouts.cutn)
+        return cls(
+            plan.vqgan_spec, plan.width, plan.height, device, batch, cfg.speed, tuple(plan.clips), cfg.cutouts.cutn
+        )
 
     def at(self, width: int, height: int) -> "Workload":
         return dataclasses.replace(self, width=width, height=height)
@@ -220,8 +243,9 @@ class Workload:
     def bytes(self) -> int:
         # the fast path depends on the size (checkpointing starts above speed.checkpoint_pixels)
         fast = resolve(self.speed, self.device, self.width, self.height)
-        return estimate_bytes(self.spec, self.width, self.height, self.batch, fast=fast, clips=self.clips,
-                              cutn=self.cutn)
+        return estimate_bytes(
+            self.spec, self.width, self.height, self.batch, fast=fast, clips=self.clips, cutn=self.cutn
+        )
 
 
 def fitting_size(work: Workload, budget: float) -> Optional[tuple[int, int]]:
@@ -271,8 +295,10 @@ def check_memory(work: Workload) -> None:
         return
     need = work.bytes()
     if need > free:
-        raise ConfigError(f"{work.width}x{work.height} needs at least {_gib(need)} on {work.device.type} but only "
-                          f"{_gib(free)} is free; {advice(work, free)}")
+        raise ConfigError(
+            f"{work.width}x{work.height} needs at least {_gib(need)} on {work.device.type} but only "
+            f"{_gib(free)} is free; {advice(work, free)}"
+        )
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -296,5 +322,6 @@ def oom_advice(work: Workload) -> Iterator[None]:
     if failed:
         if work.device.type == "cuda":
             torch.cuda.empty_cache()
-        raise OutOfMemory(f"out of memory on {work.device.type} at {work.width}x{work.height}; "
-                          f"{advice(work, failed=True)}")
+        raise OutOfMemory(
+            f"out of memory on {work.device.type} at {work.width}x{work.height}; {advice(work, failed=True)}"
+        )

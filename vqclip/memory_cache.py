@@ -41,8 +41,11 @@ def _read(path: Path) -> dict:
 
 
 def _valid(value, n: int) -> bool:
-    return (isinstance(value, list) and len(value) == n
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )
 
 
 def cached(kind: str, key: list, n: int, measure: Callable[[], list[int]]) -> list[int]:
@@ -59,7 +62,7 @@ def cached(kind: str, key: list, n: int, measure: Callable[[], list[int]]) -> li
         path.parent.mkdir(exist_ok=True)
         with locked(path, timeout=10):  # another process may have added entries since the read: keep them
             entries = _read(path)
-            entries = {k: v for k, v in list(entries.items())[-(_MAX_ENTRIES - 1):]}
+            entries = {k: v for k, v in list(entries.items())[-(_MAX_ENTRIES - 1) :]}
             entries[name] = value
             tmp = temp_name(path)
             try:

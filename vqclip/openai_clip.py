@@ -22,8 +22,16 @@ from .errors import CheckpointError, first_line
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MEAN", "PUBLISHED", "STD", "OpenAIArchive", "by_name", "default_cache_dir", "is_torchscript",
-           "read_archive"]
+__all__ = [
+    "MEAN",
+    "PUBLISHED",
+    "STD",
+    "OpenAIArchive",
+    "by_name",
+    "default_cache_dir",
+    "is_torchscript",
+    "read_archive",
+]
 
 # openai/CLIP clip/clip.py `_transform`: the normalisation every OpenAI CLIP was trained with
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,23 +58,50 @@ class OpenAIArchive:
 _URL = "https://openaipublic.azureedge.net/clip/models/{sha}/{file}"
 
 # SHA-256 -> archive, from the `_MODELS` URLs of openai/CLIP clip/clip.py (see the module docstring)
-PUBLISHED: dict[str, OpenAIArchive] = {sha: OpenAIArchive(*rest) for sha, *rest in [
-    ("afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", "RN50", "RN50.pt", "RN50-quickgelu"),
-    ("8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599", "RN101", "RN101.pt", "RN101-quickgelu"),
-    ("7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd", "RN50x4", "RN50x4.pt", "RN50x4-quickgelu"),
-    ("52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa", "RN50x16", "RN50x16.pt",
-     "RN50x16-quickgelu"),
-    ("be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c", "RN50x64", "RN50x64.pt",
-     "RN50x64-quickgelu"),
-    ("40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "ViT-B/32", "ViT-B-32.pt",
-     "ViT-B-32-quickgelu"),
-    ("5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", "ViT-B/16", "ViT-B-16.pt",
-     "ViT-B-16-quickgelu"),
-    ("b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836", "ViT-L/14", "ViT-L-14.pt",
-     "ViT-L-14-quickgelu"),
-    ("3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", "ViT-L/14@336px", "ViT-L-14-336px.pt",
-     "ViT-L-14-336-quickgelu"),
-]}
+PUBLISHED: dict[str, OpenAIArchive] = {
+    sha: OpenAIArchive(*rest)
+    for sha, *rest in [
+        ("afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", "RN50", "RN50.pt", "RN50-quickgelu"),
+        ("8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599", "RN101", "RN101.pt", "RN101-quickgelu"),
+        ("7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd", "RN50x4", "RN50x4.pt", "RN50x4-quickgelu"),
+        (
+            "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
+            "RN50x16",
+            "RN50x16.pt",
+            "RN50x16-quickgelu",
+        ),
+        (
+            "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
+            "RN50x64",
+            "RN50x64.pt",
+            "RN50x64-quickgelu",
+        ),
+        (
+            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+            "ViT-B/32",
+            "ViT-B-32.pt",
+            "ViT-B-32-quickgelu",
+        ),
+        (
+            "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+            "ViT-B/16",
+            "ViT-B-16.pt",
+            "ViT-B-16-quickgelu",
+        ),
+        (
+            "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+            "ViT-L/14",
+            "ViT-L-14.pt",
+            "ViT-L-14-quickgelu",
+        ),
+        (
+            "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+            "ViT-L/14@336px",
+            "ViT-L-14-336px.pt",
+            "ViT-L-14-336-quickgelu",
+        ),
+    ]
+}
 
 
 def url(sha256: str) -> str:
@@ -105,9 +140,18 @@ class _Record:
 
 # the storage classes an archive names -> the dtype of their data (torch is imported only to read an archive,
 # so listing models does not pay for it)
-_STORAGES = {"FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
-             "DoubleStorage": "float64", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
-             "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool"}
+_STORAGES = {
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "DoubleStorage": "float64",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+}
 
 
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
@@ -192,10 +236,21 @@ def read_archive(path: str | Path) -> dict[str, torch.Tensor]:
                 root = _ArchiveUnpickler(f, z, prefix).load()
     except CheckpointError as e:
         raise CheckpointError(f"CLIP archive {path} could not be read: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, TypeError, IndexError, AttributeError,
-            pickle.UnpicklingError, RuntimeError) as e:
-        raise CheckpointError(f"CLIP archive {path} is corrupt or truncated ({first_line(e)}); "
-                              f"download it again") from None
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        pickle.UnpicklingError,
+        RuntimeError,
+    ) as e:
+        raise CheckpointError(
+            f"CLIP archive {path} is corrupt or truncated ({first_line(e)}); download it again"
+        ) from None
     out: dict[str, torch.Tensor] = {}
     _flatten(root, "", out)
     if not out:
@@ -205,10 +260,12 @@ def read_archive(path: str | Path) -> dict[str, torch.Tensor]:
 
 def refusal(path: Path, digest: str) -> str:
     """Why an archive with an unknown hash is not read, and how to make it a file vqclip can load."""
-    return (f"{path} is a TorchScript archive, but its SHA-256 {digest[:16]}... is not one OpenAI published, so "
-            f"vqclip does not read it; if you trust it, save its weights as a state dict with openai/CLIP "
-            f"(`m, _ = clip.load(PATH, device='cpu', jit=False); torch.save(m.state_dict(), 'weights.pt')`) and "
-            f"pass --clip NAME:weights.pt")
+    return (
+        f"{path} is a TorchScript archive, but its SHA-256 {digest[:16]}... is not one OpenAI published, so "
+        f"vqclip does not read it; if you trust it, save its weights as a state dict with openai/CLIP "
+        f"(`m, _ = clip.load(PATH, device='cpu', jit=False); torch.save(m.state_dict(), 'weights.pt')`) and "
+        f"pass --clip NAME:weights.pt"
+    )
 
 
 def identify(digest: str) -> Optional[OpenAIArchive]:

@@ -77,27 +77,41 @@ class LoopState:
 
     def image(self, b: int) -> "LoopState":
         """Image b's state alone (a batch's images are independent: each one's slice continues its own run)."""
-        def part(t):
-            return t[b:b + 1] if self._batched(t) else t
 
-        return LoopState(self.step, part(self.z), part(self.z_orig), {k: part(v) for k, v in self.optim.items()},
-                         [self.generators[b]], None if self.ema is None else part(self.ema))
+        def part(t):
+            return t[b : b + 1] if self._batched(t) else t
+
+        return LoopState(
+            self.step,
+            part(self.z),
+            part(self.z_orig),
+            {k: part(v) for k, v in self.optim.items()},
+            [self.generators[b]],
+            None if self.ema is None else part(self.ema),
+        )
 
     @staticmethod
     def stack(states: Sequence["LoopState"]) -> "LoopState":
         """One batch's state from its images' states, which must be at the same step."""
         first = states[0]
-        if any(s.step != first.step or s.optim.keys() != first.optim.keys() or (s.ema is None) != (first.ema is None)
-               for s in states):
+        if any(
+            s.step != first.step or s.optim.keys() != first.optim.keys() or (s.ema is None) != (first.ema is None)
+            for s in states
+        ):
             raise ValueError("images stepped together must resume from the same step")
 
         def join(key: str):
             parts = [s.optim[key] for s in states]
             return torch.cat(parts) if first._batched(parts[0]) else parts[0]
 
-        return LoopState(first.step, torch.cat([s.z for s in states]), torch.cat([s.z_orig for s in states]),
-                         {k: join(k) for k in first.optim}, [g for s in states for g in s.generators],
-                         None if first.ema is None else torch.cat([s.ema for s in states]))
+        return LoopState(
+            first.step,
+            torch.cat([s.z for s in states]),
+            torch.cat([s.z_orig for s in states]),
+            {k: join(k) for k in first.optim},
+            [g for s in states for g in s.generators],
+            None if first.ema is None else torch.cat([s.ema for s in states]),
+        )
 
 
 @dataclass
@@ -155,15 +169,16 @@ class EMA:
 
     @property
     def average(self) -> torch.Tensor:
-        return self.biased / (1 - self.decay ** self.updates)
+        return self.biased / (1 - self.decay**self.updates)
 
 
 def random_latent(vqgan: VQGAN, height: int, width: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
     """A latent of uniformly random codebook tokens, one image per generator."""
     device = vqgan.codebook.device
     h, w = height // vqgan.factor, width // vqgan.factor
-    codes = torch.stack([torch.randint(vqgan.codebook.shape[0], (h, w), generator=g, device=device)
-                         for g in generators])
+    codes = torch.stack(
+        [torch.randint(vqgan.codebook.shape[0], (h, w), generator=g, device=device) for g in generators]
+    )
     return vqgan.codes_to_latent(codes)
 
 
@@ -174,8 +189,9 @@ def synth(vqgan: VQGAN, z: torch.Tensor, fast: FastPath = REFERENCE) -> torch.Te
     return clamp_with_grad(image.float().add(1).div(2), 0, 1)
 
 
-def score(image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings,
-          generators: Sequence[torch.Generator]) -> torch.Tensor:
+def score(
+    image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings, generators: Sequence[torch.Generator]
+) -> torch.Tensor:
     """Prompt loss of each image of the batch, summed over guides and prompts: [B]."""
     b = image.shape[0]
     total = image.new_zeros(b)
@@ -191,10 +207,16 @@ def score(image: torch.Tensor, guides: Sequence[Guide], s: LoopSettings,
     return total
 
 
-def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSettings,
-             generators: Sequence[torch.Generator], z_orig: Optional[torch.Tensor] = None,
-             schedule: Optional[Mapping[int, Sequence[Guide]]] = None,
-             start: Optional[LoopState] = None) -> Iterator[Step]:
+def optimize(
+    vqgan: VQGAN,
+    guides: Sequence[Guide],
+    z: torch.Tensor,
+    s: LoopSettings,
+    generators: Sequence[torch.Generator],
+    z_orig: Optional[torch.Tensor] = None,
+    schedule: Optional[Mapping[int, Sequence[Guide]]] = None,
+    start: Optional[LoopState] = None,
+) -> Iterator[Step]:
     """Yield Step(i) for i in 0..steps-1 (the image scored at step i), then a final Step of the result.
 
     `schedule` maps a step to the guides that take over from it (story mode: the prompts change mid-run).
@@ -252,9 +274,21 @@ def optimize(vqgan: VQGAN, guides: Sequence[Guide], z: torch.Tensor, s: LoopSett
         yield Step(s.steps, image, score(image, guides, s, generators), final=True, extras={"z": z_out}, state=end)
 
 
-def snapshot(step: int, z: torch.Tensor, z_orig: torch.Tensor, opt: torch.optim.Optimizer,
-             generators: Sequence[torch.Generator], ema: Optional[EMA] = None) -> LoopState:
+def snapshot(
+    step: int,
+    z: torch.Tensor,
+    z_orig: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    generators: Sequence[torch.Generator],
+    ema: Optional[EMA] = None,
+) -> LoopState:
     """A copy of the loop's state, taken where step `step` begins (~3 latent-sized copies: microseconds)."""
     moments = {k: v.detach().clone() for k, v in opt.state.get(z, {}).items() if torch.is_tensor(v)}
-    return LoopState(step, z.detach().clone(), z_orig, moments, [g.get_state() for g in generators],
-                     ema.biased.clone() if ema is not None else None)
+    return LoopState(
+        step,
+        z.detach().clone(),
+        z_orig,
+        moments,
+        [g.get_state() for g in generators],
+        ema.biased.clone() if ema is not None else None,
+    )

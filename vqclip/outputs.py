@@ -61,8 +61,9 @@ def unique_dir(parent: Path, name: str) -> Path:
             except FileExistsError:
                 continue
     except OSError as e:
-        raise OutputError(f"cannot create an output folder in {parent} ({e.strerror}); choose another with --out") \
-            from None
+        raise OutputError(
+            f"cannot create an output folder in {parent} ({e.strerror}); choose another with --out"
+        ) from None
     raise OutputError(f"too many runs named {name} in {parent}; choose another --out or name")
 
 
@@ -72,8 +73,7 @@ def check_writable(folder: str | os.PathLike) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"cannot write outputs to {folder}: {existing} is a file, not a folder; "
-                          f"choose another --out")
+        raise OutputError(f"cannot write outputs to {folder}: {existing} is a file, not a folder; choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write outputs to {folder}: {existing} is not writable; choose another --out")
 
@@ -105,8 +105,9 @@ def place(tmp: Path, path: Path, overwrite: bool = False) -> None:
         raise OutputError(f"{path} already exists; vqclip does not overwrite outputs, choose another --out") from None
     except OSError:  # a filesystem without hard links: check, then rename
         if os.path.lexists(path):
-            raise OutputError(f"{path} already exists; vqclip does not overwrite outputs, choose another --out") \
-                from None
+            raise OutputError(
+                f"{path} already exists; vqclip does not overwrite outputs, choose another --out"
+            ) from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -134,8 +135,7 @@ def write_durably(path: Path, write, mode: str = "wb", overwrite: bool = True, *
                 f.flush()
                 os.fsync(f.fileno())
     except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or choose another --out") \
-            from None
+        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or choose another --out") from None
     return path
 
 
@@ -147,8 +147,9 @@ def save_tensors(data: dict, path: Path) -> Path:
         with atomic_path(path) as tmp:
             torch.save(data, tmp)
     except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e}); free some space or check its permissions") \
-            from None
+        raise OutputError(
+            f"cannot write {path} ({e.strerror or e}); free some space or check its permissions"
+        ) from None
     return path
 
 
@@ -201,11 +202,18 @@ class VideoWriter:
             frames = [_Image.fromarray(f) for f in self._gif_frames]
             try:
                 with atomic_path(self._gif_path, overwrite=self.overwrite) as tmp:
-                    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                                   duration=max(1, round(1000 / self.fps)), loop=0)
+                    frames[0].save(
+                        tmp,
+                        format="GIF",
+                        save_all=True,
+                        append_images=frames[1:],
+                        duration=max(1, round(1000 / self.fps)),
+                        loop=0,
+                    )
             except OSError as e:
-                raise OutputError(f"cannot write {self._gif_path} ({e.strerror or e}); free some space or choose "
-                                  f"another --out") from None
+                raise OutputError(
+                    f"cannot write {self._gif_path} ({e.strerror or e}); free some space or choose another --out"
+                ) from None
             written.append(self._gif_path)
         return written
 
@@ -234,8 +242,9 @@ def append_jsonl(path: Path, record: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise OutputError(f"cannot append to {path} ({e.strerror or e}); free some space or choose another --out") \
-            from None
+        raise OutputError(
+            f"cannot append to {path} ({e.strerror or e}); free some space or choose another --out"
+        ) from None
 
 
 def read_jsonl(path: Path, check: Optional[Callable[[dict, str], dict]] = None) -> list[dict]:
@@ -259,8 +268,9 @@ def read_jsonl(path: Path, check: Optional[Callable[[dict, str], dict]] = None) 
                 continue
             raise UsageError(f"{path} line {k + 1} is not JSON; fix or delete that line and run again") from None
         if not isinstance(record, dict):
-            raise UsageError(f"{path} line {k + 1} is not a record (a JSON object); fix or delete that line and "
-                             f"run again")
+            raise UsageError(
+                f"{path} line {k + 1} is not a record (a JSON object); fix or delete that line and run again"
+            )
         records.append(check(record, f"{path} line {k + 1}") if check is not None else record)
     return records
 

@@ -68,8 +68,13 @@ def _once(memo: Optional[dict], key: Hashable, make: Callable[[], T]) -> T:
     return memo[key]
 
 
-def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
-          resolver: Optional[VQGANResolver] = None, memo: Optional[dict] = None) -> Plan:
+def check(
+    cfg: Config,
+    need_prompt: bool = True,
+    unit: str = "step",
+    resolver: Optional[VQGANResolver] = None,
+    memo: Optional[dict] = None,
+) -> Plan:
     """Validate everything that needs no model weights; adjust the size to the VQGAN's factor with a notice.
 
     `unit` is what a story's schedule counts: "step" (generate, batch) or "frame" (animate, which also checks that
@@ -79,8 +84,13 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
     files = (resolver or _resolve)(cfg)
     spec = _once(memo, ("vqgan", files.config), lambda: read_vqgan_yaml(files.config))
     # a FIFO or a device as the weights is refused now by a stat, not when the load would block on it
-    _once(memo, ("weights", files.weights), lambda: check_regular(files.weights, f"VQGAN checkpoint of {files.name}",
-                                                                  "give the model's checkpoint", ModelFilesMissing))
+    _once(
+        memo,
+        ("weights", files.weights),
+        lambda: check_regular(
+            files.weights, f"VQGAN checkpoint of {files.name}", "give the model's checkpoint", ModelFilesMissing
+        ),
+    )
     schedule = segments(cfg, unit) or [(0, "")]
     first = schedule[0][1]
     prompts = parse_prompts(first) if (first.strip() or need_prompt and not cfg.image_prompts) else []
@@ -97,8 +107,9 @@ def check(cfg: Config, need_prompt: bool = True, unit: str = "step",
         _once(memo, ("image", cfg.init_image), lambda: check_image(cfg.init_image, "init image"))
     width, height = _fit_size(cfg.width, cfg.height, spec.factor)
     ckpt_dir = cfg.model.checkpoints_dir
-    clips = [_once(memo, ("clip", c, ckpt_dir), lambda c=c: check_clip(resolve_clip(c), ckpt_dir))
-             for c in cfg.model.clip]
+    clips = [
+        _once(memo, ("clip", c, ckpt_dir), lambda c=c: check_clip(resolve_clip(c), ckpt_dir)) for c in cfg.model.clip
+    ]
     noise = list(zip(cfg.noise_prompt_seeds, cfg.noise_prompt_weights))
     return Plan(files, spec, clips, prompts, images, width, height, story, schedule, unit, noise)
 
@@ -108,14 +119,18 @@ def _check_blend(cfg: Config, schedule: list[tuple[int, str]]) -> None:
     blend, ends = cfg.animation.blend, [start for start, _ in schedule[1:]] + [cfg.animation.frames]
     for (start, text), end in zip(schedule[1:], ends[1:]):
         if blend >= end - start:
-            raise ConfigError(f"blend of {blend} frames does not fit the segment {text!r} (frames {start}-{end - 1}); "
-                              f"lower --blend or space the prompts further apart")
+            raise ConfigError(
+                f"blend of {blend} frames does not fit the segment {text!r} (frames {start}-{end - 1}); "
+                f"lower --blend or space the prompts further apart"
+            )
 
 
 def _fit_size(width: int, height: int, factor: int) -> tuple[int, int]:
     if width < factor or height < factor:
-        raise ConfigError(f"size {width}x{height} is smaller than one VQGAN token ({factor} px); "
-                          f"use at least --size {factor} {factor}")
+        raise ConfigError(
+            f"size {width}x{height} is smaller than one VQGAN token ({factor} px); "
+            f"use at least --size {factor} {factor}"
+        )
     w, h = max(factor, width // factor * factor), max(factor, height // factor * factor)
     if (w, h) != (width, height):
         log.warning(f"size {width}x{height} is not a multiple of the VQGAN's factor {factor}; using {w}x{h}")

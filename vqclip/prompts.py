@@ -64,20 +64,23 @@ def parse_prompt(spec: str) -> Prompt:
     if not all(math.isfinite(n) for n in numbers):
         raise PromptError(f"prompt {spec!r} has a weight or stop too large to be a number; use e.g. 'text:1.5:0.8'")
     if numbers and abs(numbers[0]) > MAX_WEIGHT:  # 1e308 is finite, but every loss it weighs overflows to inf
-        raise PromptError(f"prompt {spec!r} has weight {numbers[0]:g}; use a weight between -{MAX_WEIGHT:g} and "
-                          f"{MAX_WEIGHT:g}")
+        raise PromptError(
+            f"prompt {spec!r} has weight {numbers[0]:g}; use a weight between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}"
+        )
     if numbers and numbers[0] == 0:
         raise PromptError(f"prompt {spec!r} has weight 0; use a positive weight, or a negative one to push away")
     if numbers and abs(numbers[0]) > LARGE_WEIGHT:
-        log.warning(f"prompt {spec.strip()!r} has weight {numbers[0]:g}, unusually large (most are 0.1 to 5); if the "
-                    f"number belongs to the text, escape its colon: '{(raw + chr(92) + ':' + ':'.join(tail)).strip()}'")
+        log.warning(
+            f"prompt {spec.strip()!r} has weight {numbers[0]:g}, unusually large (most are 0.1 to 5); if the "
+            f"number belongs to the text, escape its colon: '{(raw + chr(92) + ':' + ':'.join(tail)).strip()}'"
+        )
     return Prompt(text, *numbers)
 
 
 def parse_prompts(text: str) -> list[Prompt]:
     """Parse "a:1|b:-0.5" into prompts; blank pieces are refused rather than guessed at."""
     if not text or not text.strip():
-        raise PromptError("the prompt is empty; give some text, e.g. vqclip generate \"a red circle\"")
+        raise PromptError('the prompt is empty; give some text, e.g. vqclip generate "a red circle"')
     pieces = text.split("|")
     if any(not p.strip() for p in pieces):
         raise PromptError(f"prompt {text!r} has an empty part between '|' separators; remove the extra '|'")
@@ -85,7 +88,7 @@ def parse_prompts(text: str) -> list[Prompt]:
 
 
 def split_path_weight(spec: str) -> tuple[str, float]:
-    """"path[:weight]" for image prompts; a drive letter or a colon in a file name stays in the path."""
+    """ "path[:weight]" for image prompts; a drive letter or a colon in a file name stays in the path."""
     head, sep, tail = spec.rpartition(":")
     if sep and head and _is_number(tail):
         return head, float(tail)

@@ -31,20 +31,39 @@ log = logging.getLogger("vqclip")
 PLACES = ("output.dir", "model.checkpoints_dir")
 
 
-def metadata(cfg: Config, plan, step: int, status: str, loss: Optional[float], extras: Optional[dict] = None,
-             device: Optional[str] = None) -> dict:
+def metadata(
+    cfg: Config,
+    plan,
+    step: int,
+    status: str,
+    loss: Optional[float],
+    extras: Optional[dict] = None,
+    device: Optional[str] = None,
+) -> dict:
     """Provenance of one PNG; `extras` are the loop's words about this step (an animation frame's prompt, blend),
     `device` the one it was made on (see describe_device). The model files' SHA-256 are those the lock verified."""
     import torch  # loaded by now: the image to record is a tensor
 
-    meta = {"prompt": cfg.prompt, "seed": cfg.seed, "config": to_yaml(cfg), "vqgan": plan.vqgan_name,
-            "clip": ",".join(cfg.model.clip), "vqclip_version": __version__, "step": step, "steps": cfg.steps,
-            "status": status, "loss": None if loss is None else f"{loss:.6f}", "Software": f"vqclip {__version__}",
-            "torch_version": torch.__version__, "device": device,
-            "vqgan_sha256": json.dumps(dict(plan.vqgan.sha256), sort_keys=True) if plan.vqgan.sha256 else None}
+    meta = {
+        "prompt": cfg.prompt,
+        "seed": cfg.seed,
+        "config": to_yaml(cfg),
+        "vqgan": plan.vqgan_name,
+        "clip": ",".join(cfg.model.clip),
+        "vqclip_version": __version__,
+        "step": step,
+        "steps": cfg.steps,
+        "status": status,
+        "loss": None if loss is None else f"{loss:.6f}",
+        "Software": f"vqclip {__version__}",
+        "torch_version": torch.__version__,
+        "device": device,
+        "vqgan_sha256": json.dumps(dict(plan.vqgan.sha256), sort_keys=True) if plan.vqgan.sha256 else None,
+    }
     if plan.story:  # story mode: the whole schedule, what it counts, and the prompt this image was scored against
-        meta.update(story=json.dumps(plan.schedule), story_unit=plan.unit,
-                    active_prompt=story.prompt_at(plan.schedule, step))
+        meta.update(
+            story=json.dumps(plan.schedule), story_unit=plan.unit, active_prompt=story.prompt_at(plan.schedule, step)
+        )
         extras = extras or {}
         if "prompt" in extras:  # what the loop was given, rather than what the schedule says it should be
             meta["active_prompt"] = extras["prompt"]
@@ -54,7 +73,7 @@ def metadata(cfg: Config, plan, step: int, status: str, loss: Optional[float], e
 
 
 def describe_device(device) -> str:
-    """"cpu", "mps", or "cuda:0 (NVIDIA H200)": the device and, for a GPU, its model."""
+    """ "cpu", "mps", or "cuda:0 (NVIDIA H200)": the device and, for a GPU, its model."""
     import torch
 
     device = torch.device(device)
@@ -70,8 +89,14 @@ def run_name(cfg: Config) -> str:
     return cfg.output.name or f"{slugify(first, 60)}-s{cfg.seed}"
 
 
-def config_for(prompt: Optional[str], presets: Iterable[str] = (), from_png: Optional[Path] = None,
-               sets: Iterable[str] = (), options: Optional[dict] = None, command: str = "generate") -> Config:
+def config_for(
+    prompt: Optional[str],
+    presets: Iterable[str] = (),
+    from_png: Optional[Path] = None,
+    sets: Iterable[str] = (),
+    options: Optional[dict] = None,
+    command: str = "generate",
+) -> Config:
     """defaults <- presets <- the PNG's recorded config <- explicit options <- --set.
 
     An animation's frame re-runs only as an animation (`command="animate"`): it depends on the frames before it.
@@ -87,8 +112,10 @@ def config_for(prompt: Optional[str], presets: Iterable[str] = (), from_png: Opt
         if not base:
             raise UsageError(f"{from_png} carries no vqclip config; --from takes a PNG written by vqclip")
         if "animation" in meta and command != "animate":
-            raise UsageError(f"{from_png} is a frame of an animation; re-run it with vqclip animate --from "
-                             f"{from_png}, or start a still from it with --init-image")
+            raise UsageError(
+                f"{from_png} is a frame of an animation; re-run it with vqclip animate --from "
+                f"{from_png}, or start a still from it with --init-image"
+            )
         options.setdefault("output.name", None)  # a re-run is a new run: its own folder name, not the recorded one
         base = _without_places(base, options, from_png)
     if prompt is not None:
@@ -139,6 +166,8 @@ def _without_places(base: str, options: dict, png: Path) -> str:
             node.pop(leaf, None)
     named = [p for p in _recorded_paths(data) if p.split("=")[0] not in options]  # an option given replaces it
     if named:
-        log.warning(f"{png} names files by path, used as recorded: {', '.join(named)}; pass the options "
-                    f"(--vqgan, --clip, --init-image ...) to use others")
+        log.warning(
+            f"{png} names files by path, used as recorded: {', '.join(named)}; pass the options "
+            f"(--vqgan, --clip, --init-image ...) to use others"
+        )
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -13,7 +13,6 @@ checked against the run before any model loads (config, size, device) and after 
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,101 +21,59 @@ from typing import Callable, Iterator, Optional, Sequence
 import torch
 
 from . import fastpath
-from .clip import Perceptor, load_clip
+from .clip import Perceptor
 from .config import Config, with_seed
 from .device import pick_device
 from .errors import ConfigError
 from .images import load_image
 from .inits import INITS
+from .loading import ModelCache, Models, VQGANFinder, load_models  # noqa: F401  (names of the API)
 from .memory import Workload, check_memory, oom_advice
 from .observe import Observer
 from .optimize import Guide, LoopSettings, LoopState, Step, optimize
 from .outputs import check_writable
 from .plan import Plan, check
 from .prompts import Prompt, PromptLoss
-from .resume import check_config, check_fit, check_models, model_fingerprints, resume_config, state_meta
+from .resume import check_config, check_fit, check_models, resume_config, state_meta
 from .state import SavedState, read_state
-from .store import ProgressFn, VQGANFiles, cache_loaded, checkpoints_dir, resolve_vqgan
-from .vqgan import VQGAN, load_vqgan
+from .store import VQGANFiles
 from .writer import Layout, ResumeAt, RunResult, RunWriter, write_steps
 
-__all__ = ["ModelCache", "Models", "Run", "VQGANFinder", "embed_prompts", "generate", "load_models", "make_guides",
-           "plan_run", "prepare_resume", "prepare_run", "run", "run_image", "settings"]
+__all__ = [
+    "ModelCache",
+    "Models",
+    "Run",
+    "VQGANFinder",
+    "embed_prompts",
+    "generate",
+    "load_models",
+    "make_guides",
+    "plan_run",
+    "prepare_resume",
+    "prepare_run",
+    "run",
+    "run_image",
+    "settings",
+]
 
 log = logging.getLogger("vqclip")
 
 
-@dataclass
-class Models:
-    vqgan: VQGAN
-    perceptors: list[Perceptor]
-    vqgan_name: str = ""
-
-    @functools.cached_property
-    def fingerprints(self) -> dict:
-        """Short hashes of the weights, for the state files (computed once, when a state is first saved or read)."""
-        return model_fingerprints(self.vqgan, self.perceptors)
-
-
-def load_models(plan: Plan, device: torch.device, cache_dir: Optional[str] = None) -> Models:
-    """The plan's VQGAN and CLIPs on device, frozen; CLIP first, so a missing CLIP fails before a ~1 GB VQGAN load."""
-    clip_cache = str(checkpoints_dir(cache_dir) / "clip")
-    perceptors = [load_clip(ref, device, cache_dir=clip_cache) for ref in plan.clips]
-    vqgan = load_vqgan(plan.vqgan.config, plan.vqgan.weights, "cpu", name=plan.vqgan.name, spec=plan.vqgan_spec)
-    cache_loaded(plan.vqgan, vqgan)
-    return Models(vqgan.to(device), perceptors, plan.vqgan.name)
-
-
-class ModelCache:
-    """Keeps the models of the last plan loaded: runs that share model files (a batch's groups, a notebook's
-    calls) load them once. A plan with other files frees the old models before loading its own."""
-
-    def __init__(self, models: Optional[Models] = None, plan: Optional[Plan] = None,
-                 device: Optional[torch.device] = None):
-        self.models = models
-        self.key = self.key_of(plan, device) if models is not None and plan is not None else None
-
-    @staticmethod
-    def key_of(plan: Plan, device: Optional[torch.device]) -> tuple:
-        """What names a set of loaded models: the files, the CLIPs and the device."""
-        return plan.vqgan.config, plan.vqgan.weights, tuple(plan.clip_specs), str(device)
-
-    def get(self, plan: Plan, device: torch.device, cache_dir: Optional[str] = None) -> Models:
-        key = self.key_of(plan, device)
-        if key != self.key:
-            self.models = None  # free the previous models before loading the next
-            self.models = load_models(plan, device, cache_dir)
-            self.key = key
-        return self.models
-
-
-class VQGANFinder:
-    """Resolves each config's VQGAN files once per distinct model (a batch's thousand jobs verify a file once),
-    downloading a missing registry model when `download` and not offline."""
-
-    def __init__(self, download: bool = True, mirror: Optional[str] = None, on_progress: Optional[ProgressFn] = None):
-        self.download, self.mirror, self.on_progress = download, mirror, on_progress
-        self.found: dict[tuple, VQGANFiles] = {}
-
-    def __call__(self, cfg: Config) -> VQGANFiles:
-        m = cfg.model
-        key = (m.vqgan, m.vqgan_ckpt, m.checkpoints_dir)
-        if key not in self.found:
-            self.found[key] = resolve_vqgan(*key, download=self.download, mirror=self.mirror,
-                                            on_progress=self.on_progress)
-        return self.found[key]
-
-
-def embed_prompts(perceptor: Perceptor, prompts: Sequence[Prompt],
-                  image_prompts: Sequence[tuple[Path, float]] = (),
-                  noise_prompts: Sequence[tuple[int, float]] = ()) -> list[PromptLoss]:
+def embed_prompts(
+    perceptor: Perceptor,
+    prompts: Sequence[Prompt],
+    image_prompts: Sequence[tuple[Path, float]] = (),
+    noise_prompts: Sequence[tuple[int, float]] = (),
+) -> list[PromptLoss]:
     """Text, image and noise prompts -> PromptLoss modules on the perceptor's device."""
     losses = []
     for p in prompts:
         n = perceptor.count_tokens(p.text)
         if n > perceptor.context_length:
-            log.warning(f"prompt {p.text[:40]!r}... has {n} tokens; CLIP reads only the first "
-                        f"{perceptor.context_length}, the rest is ignored")
+            log.warning(
+                f"prompt {p.text[:40]!r}... has {n} tokens; CLIP reads only the first "
+                f"{perceptor.context_length}, the rest is ignored"
+            )
         losses.append(PromptLoss(perceptor.encode_text([p.text])[0], p.weight, p.stop))
     for path, weight in image_prompts:
         size = perceptor.input_size
@@ -135,21 +92,39 @@ def embed_prompts(perceptor: Perceptor, prompts: Sequence[Prompt],
 def settings(cfg: Config, device: Optional[torch.device] = None) -> LoopSettings:
     """The loop's settings; with a device, the fast path is resolved for it (without, the fp32 reference)."""
     fast = fastpath.resolve(cfg.speed, device, cfg.width, cfg.height) if device is not None else fastpath.REFERENCE
-    return LoopSettings(fast=fast, steps=cfg.steps, lr=cfg.optim.lr, optimizer=cfg.optim.name,
-                        weight_decay=cfg.optim.weight_decay, cutn=cfg.cutouts.cutn, cut_pow=cfg.cutouts.cut_pow,
-                        augments=tuple(cfg.cutouts.augments), init_weight=cfg.init_weight,
-                        init_schedule=cfg.init_schedule, schedule=cfg.optim.schedule, ema=cfg.optim.ema,
-                        losses=dict(cfg.losses), cutout_method=cfg.cutouts.method)
+    return LoopSettings(
+        fast=fast,
+        steps=cfg.steps,
+        lr=cfg.optim.lr,
+        optimizer=cfg.optim.name,
+        weight_decay=cfg.optim.weight_decay,
+        cutn=cfg.cutouts.cutn,
+        cut_pow=cfg.cutouts.cut_pow,
+        augments=tuple(cfg.cutouts.augments),
+        init_weight=cfg.init_weight,
+        init_schedule=cfg.init_schedule,
+        schedule=cfg.optim.schedule,
+        ema=cfg.optim.ema,
+        losses=dict(cfg.losses),
+        cutout_method=cfg.cutouts.method,
+    )
 
 
 def make_guides(plan: Plan, models: Models, prompts: Sequence[Sequence[Prompt]]) -> list[Guide]:
     """One Guide per CLIP model, scoring image b against prompts[b] and the plan's image prompts."""
-    return [Guide(p, [embed_prompts(p, ps, plan.image_prompts, plan.noise_prompts) for ps in prompts])
-            for p in models.perceptors]
+    return [
+        Guide(p, [embed_prompts(p, ps, plan.image_prompts, plan.noise_prompts) for ps in prompts])
+        for p in models.perceptors
+    ]
 
 
-def plan_run(cfg: Config, unit: str = "step", need_prompt: bool = True,
-             finder: Optional[Callable[[Config], VQGANFiles]] = None, memo: Optional[dict] = None) -> Plan:
+def plan_run(
+    cfg: Config,
+    unit: str = "step",
+    need_prompt: bool = True,
+    finder: Optional[Callable[[Config], VQGANFiles]] = None,
+    memo: Optional[dict] = None,
+) -> Plan:
     """Steps 1-2: the config's seed drawn, its model files resolved (see VQGANFinder), its plan checked. The size
     actually used is written back into cfg, so it is what every output records. `memo`: see `plan.check`."""
     with_seed(cfg)
@@ -183,13 +158,18 @@ class Run:
             check_models(self.resume, self.models.fingerprints)
         return self
 
-    def state_meta(self, cfg: Optional[Config] = None, plan: Optional[Plan] = None, kind: str = "still",
-                   **extra) -> dict:
+    def state_meta(
+        self, cfg: Optional[Config] = None, plan: Optional[Plan] = None, kind: str = "still", **extra
+    ) -> dict:
         """What a state file of this run (or of a batch's image with its own cfg and plan) says about it."""
         return state_meta(cfg or self.cfg, plan or self.plan, kind, self.models.fingerprints, self.device, **extra)
 
-    def steps(self, prompts: Optional[Sequence[Sequence[Prompt]]] = None, seeds: Optional[Sequence[int]] = None,
-              starts: Optional[Sequence[LoopState]] = None) -> Iterator[Step]:
+    def steps(
+        self,
+        prompts: Optional[Sequence[Sequence[Prompt]]] = None,
+        seeds: Optional[Sequence[int]] = None,
+        starts: Optional[Sequence[LoopState]] = None,
+    ) -> Iterator[Step]:
         """The loop's Steps: image b for prompts[b] from seeds[b] (default: the plan's prompts, the config's seed),
         continued from starts[b] when given (all at one step; default: the state a resumed run was prepared with).
 
@@ -207,8 +187,9 @@ class Run:
             yield from _loop(self, prompts, seeds, LoopState.stack(starts) if starts else None)
 
 
-def _loop(run: Run, prompts: Sequence[Sequence[Prompt]], seeds: Sequence[int],
-          start: Optional[LoopState]) -> Iterator[Step]:
+def _loop(
+    run: Run, prompts: Sequence[Sequence[Prompt]], seeds: Sequence[int], start: Optional[LoopState]
+) -> Iterator[Step]:
     plan, models, device = run.plan, run.models, run.device
     generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
     guides = make_guides(plan, models, prompts)
@@ -223,10 +204,20 @@ def _loop(run: Run, prompts: Sequence[Sequence[Prompt]], seeds: Sequence[int],
     yield from optimize(models.vqgan, guides, z, run.settings, generators, schedule=schedule, start=start)
 
 
-def prepare_run(cfg: Config, plan: Optional[Plan] = None, *, device: Optional[torch.device] = None, batch: int = 1,
-                unit: str = "step", need_prompt: bool = True, outputs: bool = True, load: bool = True,
-                models: Optional[Models | ModelCache] = None,
-                finder: Optional[Callable[[Config], VQGANFiles]] = None, resume: Optional[SavedState] = None) -> Run:
+def prepare_run(
+    cfg: Config,
+    plan: Optional[Plan] = None,
+    *,
+    device: Optional[torch.device] = None,
+    batch: int = 1,
+    unit: str = "step",
+    need_prompt: bool = True,
+    outputs: bool = True,
+    load: bool = True,
+    models: Optional[Models | ModelCache] = None,
+    finder: Optional[Callable[[Config], VQGANFiles]] = None,
+    resume: Optional[SavedState] = None,
+) -> Run:
     """Steps 1-7 (see the module's docstring): a Run ready to step, or, with load=False, checked up to the memory.
 
     `plan` skips steps 1-2 when the caller planned already (a batch plans every job first); `outputs=False` for
@@ -247,8 +238,9 @@ def prepare_run(cfg: Config, plan: Optional[Plan] = None, *, device: Optional[to
     return run.load(models) if load else run
 
 
-def prepare_resume(folder: str | Path, options: Optional[dict] = None, sets: Sequence[str] = (),
-                   animation: bool = False, **kwargs) -> Run:
+def prepare_resume(
+    folder: str | Path, options: Optional[dict] = None, sets: Sequence[str] = (), animation: bool = False, **kwargs
+) -> Run:
     """A Run that continues the still (or `animation`) saved in `folder` (interrupted, or saved with
     output.save_state) from its state, in that folder. `options` and `sets` may only change where it runs (the
     device); anything else is refused, as is the state of another kind of run."""
@@ -257,24 +249,38 @@ def prepare_resume(folder: str | Path, options: Optional[dict] = None, sets: Seq
     return prepare_run(cfg, unit="frame" if animation else "step", resume=saved, **kwargs)
 
 
-def generate(cfg: Config, models: Optional[Models | ModelCache] = None,
-             device: Optional[torch.device] = None) -> Iterator[Step]:
+def generate(
+    cfg: Config, models: Optional[Models | ModelCache] = None, device: Optional[torch.device] = None
+) -> Iterator[Step]:
     """The Python API: yield the Steps of one image for cfg; nothing is written (models load when not given)."""
     yield from prepare_run(cfg, device=device, models=models, outputs=False).steps()
 
 
-def run_image(run: Run, on_step: Optional[Callable[[Step], None]] = None,
-              observers: Sequence[Observer] = ()) -> RunResult:
+def run_image(
+    run: Run, on_step: Optional[Callable[[Step], None]] = None, observers: Sequence[Observer] = ()
+) -> RunResult:
     """Step a prepared run of one image into its folder: frames, final.png and the video (see vqclip.writer);
     `observers` watch it (a preview page, vqclip.notebook.NotebookDisplay)."""
     from .provenance import run_name
 
-    writer = RunWriter(run.cfg, run.plan, Path(run.cfg.output.dir), run_name(run.cfg), Layout.still(run.cfg),
-                       state_meta=run.state_meta, at=ResumeAt.of(run.resume) if run.resume else None)
+    writer = RunWriter(
+        run.cfg,
+        run.plan,
+        Path(run.cfg.output.dir),
+        run_name(run.cfg),
+        Layout.still(run.cfg),
+        state_meta=run.state_meta,
+        at=ResumeAt.of(run.resume) if run.resume else None,
+    )
     return write_steps(run.steps(), [writer], on_step, observers=observers)[0]
 
 
-def run(cfg: Config, models: Optional[Models | ModelCache] = None, device: Optional[torch.device] = None,
-        on_step: Optional[Callable[[Step], None]] = None, observers: Sequence[Observer] = ()) -> RunResult:
+def run(
+    cfg: Config,
+    models: Optional[Models | ModelCache] = None,
+    device: Optional[torch.device] = None,
+    on_step: Optional[Callable[[Step], None]] = None,
+    observers: Sequence[Observer] = (),
+) -> RunResult:
     """The Python API: generate one image for cfg and write its outputs; returns where they went."""
     return run_image(prepare_run(cfg, device=device, models=models), on_step, observers)

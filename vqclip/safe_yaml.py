@@ -30,8 +30,9 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed here; write the "
-                                              "value out", mark)
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed here; write the value out", mark
+            )
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -63,12 +64,12 @@ def load_yaml_lines(text: str, source: str) -> tuple[Any, list[int]]:
         where = f"{source} line {mark.line + 1}" if mark is not None and "\n" in text.rstrip("\n") else source
         raise ConfigError(f"{where} is not valid YAML: {e.problem or e.context}") from None
     except (yaml.YAMLError, RecursionError, ValueError) as e:
-        raise ConfigError(f"{source} is not valid YAML: {str(e).strip().splitlines()[0] if str(e) else e}") \
-            from None
+        raise ConfigError(f"{source} is not valid YAML: {str(e).strip().splitlines()[0] if str(e) else e}") from None
 
 
 def load_json(text: str, source: str) -> Any:
     """Parse one JSON value; deep nesting, huge numbers and NaN/Infinity (not JSON) are ConfigErrors."""
+
     def no_constant(name: str):
         raise ValueError(f"{name} is not JSON; write a number")
 
@@ -97,8 +98,10 @@ def refuse_interpolation(data: Any, source: str, path: str = "") -> None:
     """Refuse any `${...}` string: vqclip never resolves OmegaConf interpolations in files it did not write."""
     if isinstance(data, str):
         if "${" in data:
-            raise ConfigError(f"{source}: {path or 'a value'} uses an interpolation (${{...}}), which vqclip never "
-                              f"resolves; write the value itself")
+            raise ConfigError(
+                f"{source}: {path or 'a value'} uses an interpolation (${{...}}), which vqclip never "
+                f"resolves; write the value itself"
+            )
     elif isinstance(data, dict):
         for key, value in data.items():
             refuse_interpolation(value, source, f"{path}.{key}" if path else str(key))

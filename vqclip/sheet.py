@@ -69,8 +69,14 @@ def contact_sheet(out: Path, records: list[dict], tile: int = 256) -> Optional[P
         labels.append(shorten(str(r.get("prompt", "")), font, w - 2 * PAD))
         draw.text((x + PAD, y + h + PAD), labels[-1], fill="black", font=font)
         draw.text((x + PAD, y + h + PAD + line), f"seed {r['seed']}", fill=(90, 90, 90), font=font)
-    tiles = [{"tile": k, "prompt": r["prompt"], "seed": r["seed"], "image": r["image"], "label": label}
-             for k, (r, label) in enumerate(zip(done, labels))]
-    meta = {"prompts": json.dumps(tiles, ensure_ascii=False), "columns": cols, "vqclip_version": __version__,
-            "Software": f"vqclip {__version__}"}
+    tiles = [
+        {"tile": k, "prompt": r["prompt"], "seed": r["seed"], "image": r["image"], "label": label}
+        for k, (r, label) in enumerate(zip(done, labels))
+    ]
+    meta = {
+        "prompts": json.dumps(tiles, ensure_ascii=False),
+        "columns": cols,
+        "vqclip_version": __version__,
+        "Software": f"vqclip {__version__}",
+    }
     return save_png(grid, out / SHEET, meta, overwrite=True)

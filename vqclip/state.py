@@ -32,8 +32,17 @@ __all__ = ["FORMAT", "SIDECAR", "SavedState", "StateError", "StateWriter", "read
 FORMAT = "vqclip-state/1"
 SIDECAR = "state.json"
 _TENSORS = re.compile(r"state-\d{5,}-[0-9a-f]{12}\.safetensors")
-_NEEDED = {"kind": str, "unit": str, "step": int, "config": str, "device": str, "models": dict, "tensors": str,
-           "tensors_sha256": str, "size": list}
+_NEEDED = {
+    "kind": str,
+    "unit": str,
+    "step": int,
+    "config": str,
+    "device": str,
+    "models": dict,
+    "tensors": str,
+    "tensors_sha256": str,
+    "size": list,
+}
 
 
 class StateError(UsageError):
@@ -69,9 +78,13 @@ def _sha(data: bytes) -> str:
 def write_state(folder: Path, state: LoopState, meta: dict) -> Path:
     """Write one image's state into its run folder atomically (tensors first, the sidecar last); its path."""
     folder = Path(folder)
-    tensors = {"z": state.z, "z_orig": state.z_orig, **{f"optim.{k}": v for k, v in state.optim.items()},
-               **{f"generator.{i}": g for i, g in enumerate(state.generators)},
-               **({"ema": state.ema} if state.ema is not None else {})}
+    tensors = {
+        "z": state.z,
+        "z_orig": state.z_orig,
+        **{f"optim.{k}": v for k, v in state.optim.items()},
+        **{f"generator.{i}": g for i, g in enumerate(state.generators)},
+        **({"ema": state.ema} if state.ema is not None else {}),
+    }
     # copies: safetensors refuses tensors that share memory (an animation's z is its z_orig)
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     config_sha = _sha(meta["config"].encode())
@@ -82,8 +95,14 @@ def write_state(folder: Path, state: LoopState, meta: dict) -> Path:
     name = f"state-{state.step:05d}-{digest[:12]}.safetensors"
     if not (folder / name).is_file():  # the same name holds the same bytes: nothing to write
         write_durably(folder / name, lambda f: f.write(data))
-    sidecar = {**meta, "step": state.step, "tensors": name, "tensors_sha256": digest, "config_sha256": config_sha,
-               "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    sidecar = {
+        **meta,
+        "step": state.step,
+        "tensors": name,
+        "tensors_sha256": digest,
+        "config_sha256": config_sha,
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     text = json.dumps(sidecar, indent=1, ensure_ascii=False) + "\n"
     path = write_durably(folder / SIDECAR, lambda f: f.write(text), "w", encoding="utf-8")
     for old in folder.glob("state-*.safetensors"):
@@ -142,15 +161,17 @@ def read_state(folder: Path) -> SavedState:
     """The state saved in a run folder, checked for damage (hashes, names, dtypes, shapes, finite values)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise StateError(f"{folder} is not a folder; --resume takes the folder of an interrupted run, "
-                         f"e.g. outputs/<run>")
+        raise StateError(
+            f"{folder} is not a folder; --resume takes the folder of an interrupted run, e.g. outputs/<run>"
+        )
     if not (folder / SIDECAR).is_file():
-        raise StateError(f"{folder} holds no saved state ({SIDECAR}); a run saves one when it is interrupted "
-                         f"(Ctrl-C), or at every saved frame with --save-state")
+        raise StateError(
+            f"{folder} holds no saved state ({SIDECAR}); a run saves one when it is interrupted "
+            f"(Ctrl-C), or at every saved frame with --save-state"
+        )
 
     def damaged(what: str) -> StateError:
-        return StateError(f"the saved state in {folder} is damaged ({what}); it cannot be resumed, start the run "
-                          f"again")
+        return StateError(f"the saved state in {folder} is damaged ({what}); it cannot be resumed, start the run again")
 
     try:
         meta = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
@@ -158,8 +179,10 @@ def read_state(folder: Path) -> SavedState:
         raise damaged(f"{SIDECAR} is not readable JSON: {type(e).__name__}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise StateError(f"{folder / SIDECAR} is not a vqclip {FORMAT} state (format {found!r}); it cannot be "
-                         f"resumed by vqclip {__version__}")
+        raise StateError(
+            f"{folder / SIDECAR} is not a vqclip {FORMAT} state (format {found!r}); it cannot be "
+            f"resumed by vqclip {__version__}"
+        )
     for key, kind in _NEEDED.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise damaged(f"{SIDECAR} has no valid {key!r}")
@@ -176,12 +199,14 @@ def read_state(folder: Path) -> SavedState:
         from safetensors.torch import load
 
         tensors = load(data)
-        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
     except Exception as e:  # noqa: BLE001 - safetensors raises several kinds for a bad file
         raise damaged(f"{name} is not a safetensors file: {type(e).__name__}") from None
     if header.get("config_sha256") != _sha(meta["config"].encode()):
-        raise StateError(f"the config in {folder / SIDECAR} was edited after the state was saved (it no longer "
-                         f"matches the tensors file); restore it, or start a new run")
+        raise StateError(
+            f"the config in {folder / SIDECAR} was edited after the state was saved (it no longer "
+            f"matches the tensors file); restore it, or start a new run"
+        )
     if header.get("step") != str(meta["step"]):
         raise damaged(f"{SIDECAR} says step {meta['step']} but {name} holds step {header.get('step')}")
     return SavedState(folder, meta, _loop_state(tensors, meta["step"], damaged))
@@ -190,20 +215,36 @@ def read_state(folder: Path) -> SavedState:
 def _loop_state(tensors: dict, step: int, damaged) -> LoopState:
     """The tensors as a LoopState, if they have the shapes and types one image's state has."""
     z, z_orig = tensors.get("z"), tensors.get("z_orig")
-    if z is None or z_orig is None or z.dtype != torch.float32 or z.dim() != 4 or z.shape[0] != 1 \
-            or z_orig.shape != z.shape or z_orig.dtype != z.dtype:
+    if (
+        z is None
+        or z_orig is None
+        or z.dtype != torch.float32
+        or z.dim() != 4
+        or z.shape[0] != 1
+        or z_orig.shape != z.shape
+        or z_orig.dtype != z.dtype
+    ):
         raise damaged("no one-image float32 latent z and z_orig of one shape")
-    optim = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
+    optim = {k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")}
     generators = []
     while f"generator.{len(generators)}" in tensors:
         generators.append(tensors[f"generator.{len(generators)}"])
     ema = tensors.get("ema")  # optim.ema's average: like z
     if ema is not None and (ema.dtype != z.dtype or ema.shape != z.shape):
         raise damaged("an average of z (ema) of another shape or type than the latent")
-    expected = {"z", "z_orig", *(f"optim.{k}" for k in optim), *(f"generator.{i}" for i in range(len(generators))),
-                *(["ema"] if ema is not None else [])}
-    if set(tensors) != expected or len(generators) != 1 or generators[0].dtype != torch.uint8 \
-            or generators[0].dim() != 1:
+    expected = {
+        "z",
+        "z_orig",
+        *(f"optim.{k}" for k in optim),
+        *(f"generator.{i}" for i in range(len(generators))),
+        *(["ema"] if ema is not None else []),
+    }
+    if (
+        set(tensors) != expected
+        or len(generators) != 1
+        or generators[0].dtype != torch.uint8
+        or generators[0].dim() != 1
+    ):
         raise damaged(f"unexpected tensors {sorted(set(tensors) ^ expected)} or generator states")
     if any(not v.is_floating_point() or not (v.dim() == 0 or v.shape == z.shape) for v in optim.values()):
         raise damaged("optimiser state of another shape than the latent")

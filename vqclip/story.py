@@ -32,8 +32,10 @@ class Span:
     length: Callable[[Config], int]
 
 
-SPANS = {"step": Span("step", "run", "--steps", lambda cfg: cfg.steps),
-         "frame": Span("frame", "animation", "--frames", lambda cfg: cfg.animation.frames)}
+SPANS = {
+    "step": Span("step", "run", "--steps", lambda cfg: cfg.steps),
+    "frame": Span("frame", "animation", "--frames", lambda cfg: cfg.animation.frames),
+}
 
 
 def is_story(cfg: Config) -> bool:
@@ -55,8 +57,10 @@ def segments(cfg: Config, unit: str = "step") -> list[tuple[int, str]]:
         if start < 0 or not text:
             raise ConfigError(f"keyframe {start}: {text!r} needs a {unit} >= 0 and a prompt")
         if start >= length:
-            raise ConfigError(f"keyframe {start} ({text!r}) is past the last {unit}: the {span.whole} has {length} "
-                              f"{unit}s (0-{length - 1}); move it below {length} or raise {span.option}")
+            raise ConfigError(
+                f"keyframe {start} ({text!r}) is past the last {unit}: the {span.whole} has {length} "
+                f"{unit}s (0-{length - 1}); move it below {length} or raise {span.option}"
+            )
         if start in schedule and schedule[start] != text:  # the same prompt twice loses nothing
             raise ConfigError(_collision(cfg, start, text, schedule[start], span))
         schedule[start] = text
@@ -64,19 +68,25 @@ def segments(cfg: Config, unit: str = "step") -> list[tuple[int, str]]:
         raise ConfigError(f"keyframes start at {unit} {min(schedule)}; add a keyframe at {unit} 0 or give a prompt")
     late = [s for s in schedule if s >= length]
     if late:
-        raise ConfigError(f"story prompt {schedule[min(late)]!r} starts at {unit} {min(late)} but the {span.whole} "
-                          f"has {length} {unit}s; lower --story-every or raise {span.option}")
+        raise ConfigError(
+            f"story prompt {schedule[min(late)]!r} starts at {unit} {min(late)} but the {span.whole} "
+            f"has {length} {unit}s; lower --story-every or raise {span.option}"
+        )
     return sorted(schedule.items())
 
 
 def _collision(cfg: Config, start: int, text: str, part: str, span: Span) -> str:
     unit = span.unit
     if SEP not in cfg.prompt:
-        return (f"keyframe {start} ({text!r}) and the prompt {part!r} both start at {unit} {start}; drop one of them, "
-                f"or move the keyframe past {unit} 0")
+        return (
+            f"keyframe {start} ({text!r}) and the prompt {part!r} both start at {unit} {start}; drop one of them, "
+            f"or move the keyframe past {unit} 0"
+        )
     every = "--story-every" if span.unit == "step" else "--story-every (frames)"
-    return (f"keyframe {start} ({text!r}) starts where the story {cfg.prompt!r} switches to {part!r} ({unit} {start}); "
-            f"move the keyframe, or set {every} so they do not meet")
+    return (
+        f"keyframe {start} ({text!r}) starts where the story {cfg.prompt!r} switches to {part!r} ({unit} {start}); "
+        f"move the keyframe, or set {every} so they do not meet"
+    )
 
 
 def prompt_at(schedule: list[tuple[int, str]], step: int) -> str:
@@ -91,8 +101,10 @@ def parse_keyframes(items: Iterable[str]) -> dict[int, str]:
     for item in items:
         start, eq, text = item.partition("=")
         if not (eq and re.fullmatch(r"\s*[0-9]+\s*", start) and text.strip()):
-            raise ConfigError(f"--keyframe takes N=PROMPT, a step (frame in animate) number >= 0 and the prompt from "
-                              f"there on, e.g. --keyframe 150='a sapling'; got {item!r}")
+            raise ConfigError(
+                f"--keyframe takes N=PROMPT, a step (frame in animate) number >= 0 and the prompt from "
+                f"there on, e.g. --keyframe 150='a sapling'; got {item!r}"
+            )
         if int(start) in keyframes:
             raise ConfigError(f"--keyframe {int(start)} is given twice; keep one prompt per step (frame)")
         keyframes[int(start)] = text.strip()

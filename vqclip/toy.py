@@ -26,6 +26,7 @@ _MAX_NOISE = 8.0  # grey noise (same on all channels, so the background stays un
 _SUPERSAMPLE = 4  # shapes are rasterised at 4x and averaged down: anti-aliased edges, exact-ish areas
 EXTENT = (0.3, 0.7)  # side of a shape's bounding box, as a fraction of the image side
 
+
 def caption(colour: str, shape: str) -> str:
     return f"a {colour} {shape}"
 
@@ -120,8 +121,8 @@ def _blob(rng: np.random.Generator, size: int) -> np.ndarray:
     angle, radius = np.arctan2(dy, dx), np.hypot(dx, dy)
     k = np.arange(2, 6)
     amp = rng.normal(size=4) / k  # low frequencies dominate, as in a blob rather than a star
-    amp *= rng.uniform(0.15, 0.3) / np.sqrt(np.sum(amp ** 2) / 2)
-    wobble = (amp[:, None, None] * np.cos(k[:, None, None] * angle + rng.uniform(0, 2 * np.pi, 4)[:, None, None]))
+    amp *= rng.uniform(0.15, 0.3) / np.sqrt(np.sum(amp**2) / 2)
+    wobble = amp[:, None, None] * np.cos(k[:, None, None] * angle + rng.uniform(0, 2 * np.pi, 4)[:, None, None])
     # radius 0.5 of the box at most: the blob may reach 1.5x that, so it is drawn in a box of 0.35-0.6
     alpha = _downsample(radius <= 0.4 * (1 + wobble.sum(0)), size)
     return _paint(_background(size, rng), COLOURS[rng.integers(len(COLOURS))], alpha, rng)
@@ -143,8 +144,8 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps /= taps.sum()
     padded = np.pad(image.astype(np.float64), ((radius, radius), (radius, radius), (0, 0)), mode="edge")
-    rows = sum(w * padded[i:i + image.shape[0], :, :] for i, w in enumerate(taps))
-    return sum(w * rows[:, i:i + image.shape[1], :] for i, w in enumerate(taps))
+    rows = sum(w * padded[i : i + image.shape[0], :, :] for i, w in enumerate(taps))
+    return sum(w * rows[:, i : i + image.shape[1], :] for i, w in enumerate(taps))
 
 
 def _blurred(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -19,25 +19,48 @@ from .errors import ConfigError, UnknownNameError
 if TYPE_CHECKING:
     from .config import Config, SpeedConfig
 
-__all__ = ["MAX_SEED", "MAX_WEIGHT", "check_motion", "check_quality", "check_seed", "check_weight", "validate",
-           "validate_speed"]
+__all__ = [
+    "MAX_SEED",
+    "MAX_WEIGHT",
+    "check_motion",
+    "check_quality",
+    "check_seed",
+    "check_weight",
+    "validate",
+    "validate_speed",
+]
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes 64 bits; numpy and the manifest's JSON readers 63
 MAX_WEIGHT = 1e4  # |loss weight| of a prompt or the init image: beyond it fp32 losses overflow towards inf
 # upper bounds of the other numbers: far past any useful value, well short of an overflow
-HIGHEST = {"optim.lr": 1e4, "optim.weight_decay": 1e4, "init_weight": MAX_WEIGHT, "cutouts.cut_pow": 100.0,
-           "output.fps": 1000}
+HIGHEST = {
+    "optim.lr": 1e4,
+    "optim.weight_decay": 1e4,
+    "init_weight": MAX_WEIGHT,
+    "cutouts.cut_pow": 100.0,
+    "output.fps": 1000,
+}
 
 
 def validate(cfg: Config) -> None:
     """Checks that need no model: positive counts, known names."""
-    positive = {"steps": cfg.steps, "width": cfg.width, "height": cfg.height, "cutouts.cutn": cfg.cutouts.cutn,
-                "optim.lr": cfg.optim.lr, "output.fps": cfg.output.fps}
+    positive = {
+        "steps": cfg.steps,
+        "width": cfg.width,
+        "height": cfg.height,
+        "cutouts.cutn": cfg.cutouts.cutn,
+        "optim.lr": cfg.optim.lr,
+        "output.fps": cfg.output.fps,
+    }
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be positive, got {value}")
-    floats = {"optim.lr": cfg.optim.lr, "optim.weight_decay": cfg.optim.weight_decay, "init_weight": cfg.init_weight,
-              "cutouts.cut_pow": cfg.cutouts.cut_pow}
+    floats = {
+        "optim.lr": cfg.optim.lr,
+        "optim.weight_decay": cfg.optim.weight_decay,
+        "init_weight": cfg.init_weight,
+        "cutouts.cut_pow": cfg.cutouts.cut_pow,
+    }
     for key, value in floats.items():
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
@@ -93,8 +116,12 @@ def check_weight(weight: float, what: str) -> float:
 
 def _check_lists(cfg: Config) -> None:
     """What OmegaConf's List[str] lets through (a list nested in it): every item of the type its field holds."""
-    texts = {"image_prompts": cfg.image_prompts, "model.clip": cfg.model.clip, "cutouts.augments": cfg.cutouts.augments,
-             "keyframes": list(cfg.keyframes.values())}
+    texts = {
+        "image_prompts": cfg.image_prompts,
+        "model.clip": cfg.model.clip,
+        "cutouts.augments": cfg.cutouts.augments,
+        "keyframes": list(cfg.keyframes.values()),
+    }
     for key, items in texts.items():
         for item in items:
             if not isinstance(item, str):
@@ -107,9 +134,12 @@ def _check_lists(cfg: Config) -> None:
 def check_quality(cfg: Config) -> None:
     """The quality controls: known cutout method, init, schedules and losses; an EMA decay in [0, 1); one weight
     per noise prompt seed."""
-    for kind, name, names in (("cutout method", cfg.cutouts.method, CUTOUT_METHOD_NAMES),
-                              ("init", cfg.init, INIT_NAMES), ("lr schedule", cfg.optim.schedule, SCHEDULE_NAMES),
-                              ("init schedule", cfg.init_schedule, SCHEDULE_NAMES)):
+    for kind, name, names in (
+        ("cutout method", cfg.cutouts.method, CUTOUT_METHOD_NAMES),
+        ("init", cfg.init, INIT_NAMES),
+        ("lr schedule", cfg.optim.schedule, SCHEDULE_NAMES),
+        ("init schedule", cfg.init_schedule, SCHEDULE_NAMES),
+    ):
         if name not in names:
             raise UnknownNameError(kind, name, names)
     for name, weight in cfg.losses.items():
@@ -121,8 +151,10 @@ def check_quality(cfg: Config) -> None:
         raise ConfigError(f"optim.ema must be 0 (off) or a decay below 1 such as 0.99, got {cfg.optim.ema}")
     seeds, weights = cfg.noise_prompt_seeds, cfg.noise_prompt_weights
     if len(seeds) != len(weights):
-        raise ConfigError(f"noise_prompt_seeds ({len(seeds)}) and noise_prompt_weights ({len(weights)}) need one "
-                          f"weight per seed, e.g. --set noise_prompt_seeds=[7] --set noise_prompt_weights=[-0.5]")
+        raise ConfigError(
+            f"noise_prompt_seeds ({len(seeds)}) and noise_prompt_weights ({len(weights)}) need one "
+            f"weight per seed, e.g. --set noise_prompt_seeds=[7] --set noise_prompt_weights=[-0.5]"
+        )
     if any(s < 0 for s in seeds) or not all(math.isfinite(w) for w in weights):
         raise ConfigError("noise_prompt_seeds must be non-negative and noise_prompt_weights finite numbers")
 
@@ -136,8 +168,9 @@ def check_motion(zoom: float, rotate: float, pan) -> None:
     if len(pan) != 2 or not all(math.isfinite(v) for v in (rotate, *pan)):
         raise ConfigError(f"rotate must be a number and pan two numbers (right, down), got {rotate} and {list(pan)}")
     if abs(rotate) > 360 or any(abs(v) > 1e4 for v in pan):  # a frame's move: past these it only overflows
-        raise ConfigError(f"rotate must be within +-360 degrees and pan within +-10000 pixels a frame, got {rotate:g} "
-                          f"and {list(pan)}")
+        raise ConfigError(
+            f"rotate must be within +-360 degrees and pan within +-10000 pixels a frame, got {rotate:g} and {list(pan)}"
+        )
 
 
 def validate_speed(speed: SpeedConfig) -> None:
@@ -145,10 +178,11 @@ def validate_speed(speed: SpeedConfig) -> None:
     if speed.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"speed.precision must be auto, fp32 or bf16, got {speed.precision!r}")
     if speed.compile_mode not in COMPILE_MODES:
-        raise ConfigError(f"speed.compile_mode must be {', '.join(COMPILE_MODES[:-1])} or {COMPILE_MODES[-1]}, "
-                          f"got {speed.compile_mode!r}")
+        raise ConfigError(
+            f"speed.compile_mode must be {', '.join(COMPILE_MODES[:-1])} or {COMPILE_MODES[-1]}, "
+            f"got {speed.compile_mode!r}"
+        )
     if speed.threads < 0:
         raise ConfigError(f"speed.threads must be 0 (auto) or a positive number of CPU threads, got {speed.threads}")
     if speed.checkpoint_pixels < 0:
         raise ConfigError(f"speed.checkpoint_pixels must be 0 (never) or positive, got {speed.checkpoint_pixels}")
-

@@ -28,8 +28,9 @@ def frame_paths(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder; give a folder of frames, e.g. outputs/<run>/frames")
-    paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
-                   key=_natural)
+    paths = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")), key=_natural
+    )
     if not paths:
         raise UsageError(f"{folder} holds no PNG, JPEG or WebP frames")
     for p in paths:
@@ -77,8 +78,10 @@ def assemble(frames: list[Path], path: Path, fps: float = 10, gif: bool = False)
                 raise ImageError(f"cannot read frame {frame} ({e}); remove it from the folder") from None
             size = size or rgb.size
             if rgb.size != size:
-                raise ImageError(f"frame {frame.name} is {rgb.width}x{rgb.height} but the first is "
-                                 f"{size[0]}x{size[1]}; all frames must share one size")
+                raise ImageError(
+                    f"frame {frame.name} is {rgb.width}x{rgb.height} but the first is "
+                    f"{size[0]}x{size[1]}; all frames must share one size"
+                )
             writer.add(np.asarray(rgb))
     except BaseException:
         writer.abort()

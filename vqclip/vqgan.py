@@ -45,8 +45,16 @@ class VQGANSpec:
 
 # what a config may ask vqclip to build: far above every published VQGAN (ch 128, ch_mult of 5, 2 res blocks,
 # 16384 codes of 256), far below what would exhaust memory or time before the memory estimate can refuse
-LIMITS = {"ch": 4096, "z_channels": 4096, "num_res_blocks": 64, "resolution": 2**16, "in_channels": 64,
-          "out_ch": 64, "n_embed": 2**22, "embed_dim": 4096}
+LIMITS = {
+    "ch": 4096,
+    "z_channels": 4096,
+    "num_res_blocks": 64,
+    "resolution": 2**16,
+    "in_channels": 64,
+    "out_ch": 64,
+    "n_embed": 2**22,
+    "embed_dim": 4096,
+}
 MAX_LEVELS = 10  # len(ch_mult): a factor of 2**9 = 512
 MAX_YAML_BYTES = 2**20
 
@@ -61,8 +69,9 @@ def read_vqgan_yaml(path: str | os.PathLike) -> VQGANSpec:
     from .safe_yaml import load_yaml, refuse_interpolation
 
     try:
-        text = read_regular(path, "VQGAN config", "give the model's taming yaml", ModelFilesMissing,
-                            MAX_YAML_BYTES).decode("utf-8-sig")
+        text = read_regular(
+            path, "VQGAN config", "give the model's taming yaml", ModelFilesMissing, MAX_YAML_BYTES
+        ).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a taming VQGAN config (not UTF-8 text)") from None
     cfg = load_yaml(text, str(path))
@@ -73,9 +82,13 @@ def read_vqgan_yaml(path: str | os.PathLike) -> VQGANSpec:
             model = model["params"]["first_stage_config"]
         params = model["params"]
         ddconfig = dict(params["ddconfig"])
-        spec = VQGANSpec(ddconfig=ddconfig, n_embed=_count(params["n_embed"]), embed_dim=_count(params["embed_dim"]),
-                         gumbel="Gumbel" in str(model.get("target", "")),
-                         kl_weight=float(params.get("kl_weight", 5e-4)))
+        spec = VQGANSpec(
+            ddconfig=ddconfig,
+            n_embed=_count(params["n_embed"]),
+            embed_dim=_count(params["embed_dim"]),
+            gumbel="Gumbel" in str(model.get("target", "")),
+            kl_weight=float(params.get("kl_weight", 5e-4)),
+        )
         for key in ("ch", "ch_mult", "num_res_blocks", "attn_resolutions", "z_channels", "resolution"):
             ddconfig[key]
     except Exception as e:  # noqa: BLE001 - key and type errors all mean "not a taming config"
@@ -93,18 +106,25 @@ def _count(value) -> int:
 def _check_limits(spec: VQGANSpec, path) -> None:
     """Every size the config asks for is a whole number within LIMITS, so building it (even on meta) is bounded."""
     dd = spec.ddconfig
-    sizes = {"n_embed": spec.n_embed, "embed_dim": spec.embed_dim,
-             **{k: dd[k] for k in LIMITS if k in dd and k not in ("n_embed", "embed_dim")}}
+    sizes = {
+        "n_embed": spec.n_embed,
+        "embed_dim": spec.embed_dim,
+        **{k: dd[k] for k in LIMITS if k in dd and k not in ("n_embed", "embed_dim")},
+    }
     mult, attn = dd["ch_mult"], dd["attn_resolutions"]
     if not (isinstance(mult, list) and 1 <= len(mult) <= MAX_LEVELS and isinstance(attn, list)):
-        raise ConfigError(f"{path}: ddconfig.ch_mult must list 1 to {MAX_LEVELS} levels and attn_resolutions be a "
-                          f"list; this is not a VQGAN vqclip can build")
+        raise ConfigError(
+            f"{path}: ddconfig.ch_mult must list 1 to {MAX_LEVELS} levels and attn_resolutions be a "
+            f"list; this is not a VQGAN vqclip can build"
+        )
     sizes.update({f"ch_mult[{k}]": m for k, m in enumerate(mult)})
     for key, value in sizes.items():
         limit = LIMITS.get(key.split("[")[0], 64)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise ConfigError(f"{path}: {key} = {value!r:.40} is not a whole number from 1 to {limit}; this is not "
-                              f"a VQGAN vqclip can build")
+            raise ConfigError(
+                f"{path}: {key} = {value!r:.40} is not a whole number from 1 to {limit}; this is not "
+                f"a VQGAN vqclip can build"
+            )
     if not all(isinstance(r, int) and not isinstance(r, bool) for r in attn):
         raise ConfigError(f"{path}: ddconfig.attn_resolutions must be whole numbers")
 
@@ -125,8 +145,9 @@ class VQGAN(nn.Module):
         self.quant_conv = nn.Conv2d(dd["z_channels"], spec.embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(spec.embed_dim, dd["z_channels"], 1)
         if spec.gumbel:
-            self.quantize = GumbelQuantize(dd["z_channels"], spec.embed_dim, n_embed=spec.n_embed,
-                                           kl_weight=spec.kl_weight, temp_init=1.0)
+            self.quantize = GumbelQuantize(
+                dd["z_channels"], spec.embed_dim, n_embed=spec.n_embed, kl_weight=spec.kl_weight, temp_init=1.0
+            )
         else:
             self.quantize = VectorQuantizer2(spec.n_embed, spec.embed_dim, beta=0.25)
 
@@ -212,7 +233,7 @@ _FIRST_STAGE = "first_stage_model."  # transformer checkpoints keep the VQGAN un
 def _vqgan_part(state_dict: dict) -> dict:
     """The VQGAN's own keys; a transformer checkpoint's first stage with its prefix taken off."""
     if any(k.startswith(_FIRST_STAGE) for k in state_dict):
-        return {k[len(_FIRST_STAGE):]: v for k, v in state_dict.items() if k.startswith(_FIRST_STAGE)}
+        return {k[len(_FIRST_STAGE) :]: v for k, v in state_dict.items() if k.startswith(_FIRST_STAGE)}
     return state_dict
 
 
@@ -235,18 +256,26 @@ def build_vqgan(spec: VQGANSpec, state_dict: Optional[dict] = None, name: str = 
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)} "
-                         f"vs config {tuple(own[k].shape)})")
-        raise CheckpointError(f"the checkpoint of {name} does not fit its config: {'; '.join(parts)}; "
-                              f"check that the yaml and ckpt belong together")
+            parts.append(
+                f"{len(wrong)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)} "
+                f"vs config {tuple(own[k].shape)})"
+            )
+        raise CheckpointError(
+            f"the checkpoint of {name} does not fit its config: {'; '.join(parts)}; "
+            f"check that the yaml and ckpt belong together"
+        )
     # the checkpoint's tensors become the weights (no copy), in the dtype the model declares
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
     return model
 
 
-def load_vqgan(config_path: str | os.PathLike, ckpt_path: Optional[str | os.PathLike],
-               device: torch.device | str = "cpu", name: Optional[str] = None,
-               spec: Optional[VQGANSpec] = None) -> VQGAN:
+def load_vqgan(
+    config_path: str | os.PathLike,
+    ckpt_path: Optional[str | os.PathLike],
+    device: torch.device | str = "cpu",
+    name: Optional[str] = None,
+    spec: Optional[VQGANSpec] = None,
+) -> VQGAN:
     """Load a taming yaml + checkpoint pair, frozen and in eval mode. ckpt_path None gives random weights.
 
     `spec` is the yaml already read (a Plan holds it), so the file is not parsed twice.

@@ -12,6 +12,8 @@ a writer given `at=ResumeAt(...)` continues the run in its own folder: frames pa
 (they are made again), the video is seeded with the frames before it, and every PNG after it says `resumed`.
 """
 
+# size: the one writer of frames, final PNG, video, state and interrupt (about 300 lines before ruff format)
+
 from __future__ import annotations
 
 import contextlib
@@ -88,16 +90,30 @@ class Layout:
         """generate and batch: a frame (and a video frame, with --video) every output.save_every steps, and with
         output.save_state the state beside each frame."""
         every = cfg.output.save_every
-        return cls(every, every if cfg.output.video else 0, gif=cfg.output.gif, fps=cfg.output.fps,
-                   state_every=every if cfg.output.save_state else 0)
+        return cls(
+            every,
+            every if cfg.output.video else 0,
+            gif=cfg.output.gif,
+            fps=cfg.output.fps,
+            state_every=every if cfg.output.save_state else 0,
+        )
 
     @classmethod
     def animation(cls, cfg: Config, save_frames: bool) -> "Layout":
         """animate: every frame goes to animation.mp4, and with save_frames to frames/frame_NNNNN.png; the PNGs
         say they are frames of an animation (generate --from refuses them) and how it moves."""
         extra = (("animation", json.dumps(dataclasses.asdict(cfg.animation))),)
-        return cls(1 if save_frames else 0, 1, "frame_{:05d}.png", "animation.mp4", cfg.output.gif, cfg.output.fps,
-                   True, extra, 1 if cfg.output.save_state else 0)
+        return cls(
+            1 if save_frames else 0,
+            1,
+            "frame_{:05d}.png",
+            "animation.mp4",
+            cfg.output.gif,
+            cfg.output.fps,
+            True,
+            extra,
+            1 if cfg.output.save_state else 0,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,16 +133,28 @@ class RunWriter:
     """The files of one image's run in a new folder `parent/name` (or name-2 ... if taken: never overwritten), or
     in an earlier run's folder (`at`). `state_meta` describes the run for its state files (none without it)."""
 
-    def __init__(self, cfg: Config, plan, parent: Path, name: str, layout: Layout, index: int = 0,
-                 state_meta: Optional[Callable[[], dict]] = None, at: Optional[ResumeAt] = None):
+    def __init__(
+        self,
+        cfg: Config,
+        plan,
+        parent: Path,
+        name: str,
+        layout: Layout,
+        index: int = 0,
+        state_meta: Optional[Callable[[], dict]] = None,
+        at: Optional[ResumeAt] = None,
+    ):
         self.cfg, self.plan, self.layout, self.index = cfg, plan, layout, index
         self.state_meta, self.resumed = state_meta, list(at.resumed) if at else []
         self.folder = at.folder if at else unique_dir(Path(parent), name)
         if at:
             _drop_frames_from(self.folder / "frames", layout.frame_name, at.step)
         # a resumed run replaces its own video, which `_seed_video` reads back first
-        self.video = (VideoWriter(self.folder / layout.video_name, layout.fps, layout.gif, overwrite=at is not None)
-                      if layout.video_every else None)
+        self.video = (
+            VideoWriter(self.folder / layout.video_name, layout.fps, layout.gif, overwrite=at is not None)
+            if layout.video_every
+            else None
+        )
         if at and self.video is not None:
             self._seed_video(at.step)
         self.reused = at is not None
@@ -139,8 +167,10 @@ class RunWriter:
         loss = float(step.loss[self.index])
         if self.device is None:  # the device the loop made the image on
             self.device = describe_device(step.image.device)
-        meta = {**metadata(self.cfg, self.plan, step.i, status, loss, step.extras, self.device),
-                **dict(self.layout.extra)}
+        meta = {
+            **metadata(self.cfg, self.plan, step.i, status, loss, step.extras, self.device),
+            **dict(self.layout.extra),
+        }
         if self.resumed:
             meta["resumed"] = json.dumps(self.resumed)
         return meta
@@ -177,8 +207,10 @@ class RunWriter:
                         break
                     self.video.add(frame)
         except Exception as e:  # noqa: BLE001 - a video killed mid-write, or none: the resumed part is still kept
-            log.warning(f"could not read the frames before {start} from {old} ({type(e).__name__}); "
-                        f"the video keeps {self.video.frames} of them (--save-frames keeps every frame)")
+            log.warning(
+                f"could not read the frames before {start} from {old} ({type(e).__name__}); "
+                f"the video keeps {self.video.frames} of them (--save-frames keeps every frame)"
+            )
 
     def add(self, step: Step) -> None:
         """See one Step of the loop; keep it as a frame and in the video when the layout says so."""
@@ -205,8 +237,9 @@ class RunWriter:
         last, image, loss, state = self.last, None, None, None
         if last is not None:
             loss = float(last.loss[self.index])
-            image = save_png(last.image[self.index], self.folder / "final.png", self._meta(last, status),
-                             overwrite=self.reused)  # a resumed run replaces its interrupted final.png
+            image = save_png(
+                last.image[self.index], self.folder / "final.png", self._meta(last, status), overwrite=self.reused
+            )  # a resumed run replaces its interrupted final.png
             if self.video is not None and status == "complete" and not self.layout.final_is_frame:
                 self.video.add(last.image[self.index])
             if status == "interrupted":
@@ -216,8 +249,17 @@ class RunWriter:
         if status == "complete":
             remove_state(self.folder)
         videos = self.video.close() if self.video is not None else []
-        return RunResult(image, self.folder, status, last.i if last else 0, loss, time.perf_counter() - self.start,
-                         videos, self.resumed, state)
+        return RunResult(
+            image,
+            self.folder,
+            status,
+            last.i if last else 0,
+            loss,
+            time.perf_counter() - self.start,
+            videos,
+            self.resumed,
+            state,
+        )
 
     def abort(self) -> None:
         """After an error: drop the unfinished video; a folder that holds nothing is removed."""
@@ -248,13 +290,18 @@ def _drop_frames_from(folder: Path, pattern: str, start: int) -> None:
             path.unlink()
 
 
-def write_steps(steps: Iterable[Step], writers: Sequence[RunWriter], on_step: Optional[Callable[[Step], None]] = None,
-                on_finish: Optional[Callable[[RunWriter, RunResult], None]] = None,
-                observers: Sequence[Observer] = ()) -> list[RunResult]:
+def write_steps(
+    steps: Iterable[Step],
+    writers: Sequence[RunWriter],
+    on_step: Optional[Callable[[Step], None]] = None,
+    on_finish: Optional[Callable[[RunWriter, RunResult], None]] = None,
+    observers: Sequence[Observer] = (),
+) -> list[RunResult]:
     """Run the loop into the writers (writer b keeps image b); returns their results in order.
 
     Ctrl-C saves every image as interrupted and raises Interrupted with the results; any other error aborts them.
     """
+
     def finish(status: str) -> list[RunResult]:
         results = []
         for w in writers:

@@ -9,6 +9,21 @@ from .quality import GRAD_COSINE_MIN, QUALITY_MIN, evaluate, evaluate_image, fix
 from .run import BenchOptions, run_bench, table
 from .setup import ARCHITECTURES, BENCH_CONFIGS, SMOKE, BenchConfig, build_models, run_config
 
-__all__ = ["ARCHITECTURES", "BENCH_CONFIGS", "GRAD_COSINE_MIN", "QUALITY_MIN", "SMOKE", "BenchConfig", "BenchOptions",
-           "build_models", "evaluate", "evaluate_image", "fixed_views", "flops_of", "run_bench", "run_config", "table",
-           "verdict"]
+__all__ = [
+    "ARCHITECTURES",
+    "BENCH_CONFIGS",
+    "GRAD_COSINE_MIN",
+    "QUALITY_MIN",
+    "SMOKE",
+    "BenchConfig",
+    "BenchOptions",
+    "build_models",
+    "evaluate",
+    "evaluate_image",
+    "fixed_views",
+    "flops_of",
+    "run_bench",
+    "run_config",
+    "table",
+    "verdict",
+]

@@ -81,8 +81,9 @@ def _path(models: Models, plan: Plan, cfg: Config, device: torch.device, seeds: 
     return [d for d, _ in runs], [g for _, g in runs]
 
 
-def quality(bc: BenchConfig, models: Models, speed: SpeedConfig, device: torch.device, steps: int,
-            seeds: Sequence[int]) -> dict:
+def quality(
+    bc: BenchConfig, models: Models, speed: SpeedConfig, device: torch.device, steps: int, seeds: Sequence[int]
+) -> dict:
     """quality_ratio = this path's mean loss drop / the fp32 eager reference path's, on the same seeds; with
     its standard error and the gradients' cosine (see the module's docstring)."""
     cfg, plan = run_config(bc, steps, speed)
@@ -99,8 +100,9 @@ def quality(bc: BenchConfig, models: Models, speed: SpeedConfig, device: torch.d
     return {**verdict(drops, ref_drops, grads, ref_grads), "quality_steps": steps, "quality_seeds": list(seeds)}
 
 
-def verdict(drops: Sequence[float], ref_drops: Sequence[float], grads: Sequence[torch.Tensor],
-            ref_grads: Sequence[torch.Tensor]) -> dict:
+def verdict(
+    drops: Sequence[float], ref_drops: Sequence[float], grads: Sequence[torch.Tensor], ref_grads: Sequence[torch.Tensor]
+) -> dict:
     """The guard's figures from per-seed mean drops and first-step gradients of a path and of the reference."""
     drop, ref = statistics.fmean(drops), statistics.fmean(ref_drops)
     ratio = drop / ref if ref > 0 else None
@@ -108,6 +110,11 @@ def verdict(drops: Sequence[float], ref_drops: Sequence[float], grads: Sequence[
     if ratio is not None and len(drops) > 1:  # delta method on the paired per-seed drops
         se = statistics.stdev(d - ratio * r for d, r in zip(drops, ref_drops)) / (ref * math.sqrt(len(drops)))
     cosine = min(float(F.cosine_similarity(g, r, dim=0)) for g, r in zip(grads, ref_grads))
-    return {"quality_ratio": ratio, "quality_ratio_se": se, "loss_drop": drop, "reference_loss_drop": ref,
-            "grad_cosine": cosine,
-            "quality_pass": ratio is not None and ratio >= QUALITY_MIN and cosine >= GRAD_COSINE_MIN}
+    return {
+        "quality_ratio": ratio,
+        "quality_ratio_se": se,
+        "loss_drop": drop,
+        "reference_loss_drop": ref,
+        "grad_cosine": cosine,
+        "quality_pass": ratio is not None and ratio >= QUALITY_MIN and cosine >= GRAD_COSINE_MIN,
+    }

@@ -73,16 +73,16 @@ def load_results(folder: Path) -> list[dict]:
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot read {f} ({first_line(e)}); remove it or rerun its benchmark") from None
         if not isinstance(r, dict) or not {"config", "path", "device", "s_per_step_median"} <= set(r):
-            raise ConfigError(f"{f} is not a vqclip bench JSON (no config/path/device/s_per_step_median); "
-                              f"move it out of {folder}")
+            raise ConfigError(
+                f"{f} is not a vqclip bench JSON (no config/path/device/s_per_step_median); move it out of {folder}"
+            )
         results.append(r)
     return results
 
 
 def reference_for(r: dict, results: Sequence[dict]) -> Optional[dict]:
     """The reference-path result of r's config on r's device, if there is one."""
-    refs = [x for x in results
-            if x["path"] == "reference" and (x["config"], x["device"]) == (r["config"], r["device"])]
+    refs = [x for x in results if x["path"] == "reference" and (x["config"], x["device"]) == (r["config"], r["device"])]
     return refs[-1] if refs else None
 
 
@@ -127,8 +127,9 @@ def check_targets(results: Sequence[dict]) -> list[dict]:
                 note = "no reference run" if t.metric == "speedup" else "no figure"
             elif t.device.lower() not in r["device"].lower():
                 note = f"measured on {r['device']}, the target is for {t.device}"
-            out.append({"target": t, "result": r, "value": value, "met": None if value is None else t.met(value),
-                        "note": note})
+            out.append(
+                {"target": t, "result": r, "value": value, "met": None if value is None else t.met(value), "note": note}
+            )
     return out
 
 
@@ -137,16 +138,25 @@ def _ordered(results: Sequence[dict]) -> list[dict]:
 
     def key(r: dict):
         fast = r.get("fast_path", {})
-        return (names.index(r["config"]) if r["config"] in names else len(names), r["config"],
-                r["path"] == "reference", bool(fast.get("compile")), fast.get("compile_mode", ""), r["device"])
+        return (
+            names.index(r["config"]) if r["config"] in names else len(names),
+            r["config"],
+            r["path"] == "reference",
+            bool(fast.get("compile")),
+            fast.get("compile_mode", ""),
+            r["device"],
+        )
 
     return sorted(results, key=key)
 
 
 def markdown(results: Sequence[dict]) -> str:
     """BENCHMARKS.md's tables for these results: one row per run, then every target with met or not met."""
-    lines = ["| config | path | device | s/step median (p10-p90) | steps/s | images/hour | peak memory | TFLOP/s "
-             "| quality | speed-up vs reference | command |", "|" + "---|" * 11]
+    lines = [
+        "| config | path | device | s/step median (p10-p90) | steps/s | images/hour | peak memory | TFLOP/s "
+        "| quality | speed-up vs reference | command |",
+        "|" + "---|" * 11,
+    ]
     for r in _ordered(results):
         med, p10, p90 = r["s_per_step_median"], r["s_per_step_p10"], r["s_per_step_p90"]
         unit, scale = ("ms", 1e3) if med < 0.1 else ("s", 1)
@@ -157,7 +167,8 @@ def markdown(results: Sequence[dict]) -> str:
             f"| {r['config']} | {path_label(r)} | {r['device']} | {med * scale:.3g} {unit} ({p10 * scale:.3g}-"
             f"{p90 * scale:.3g}) | {r['steps_per_s']:.3g} | {r['images_per_hour']:,.0f} | "
             f"{METRICS['peak_memory_bytes'][1](r['peak_memory_bytes'])} | {r['tflops_achieved']:.3g} | {quality} | "
-            f"{'n/a' if up is None else METRICS['speedup'][1](up)} | `{bench_command(r)}` |")
+            f"{'n/a' if up is None else METRICS['speedup'][1](up)} | `{bench_command(r)}` |"
+        )
     lines += ["", "| config | target | path | measured | verdict |", "|---|---|---|---|---|"]
     for v in check_targets(results):
         t, r = v["target"], v["result"]
@@ -166,7 +177,12 @@ def markdown(results: Sequence[dict]) -> str:
         if v["note"]:
             verdict += f" ({v['note']})"
         lines.append(f"| {t.config} | {t.label} | {'-' if r is None else path_label(r)} | {measured} | {verdict} |")
-    envs = sorted({", ".join(f"{k} {x}" for k, x in r.get("versions", {}).items() if x) +
-                   (f", {r['date']}" if r.get("date") else "") for r in results})
+    envs = sorted(
+        {
+            ", ".join(f"{k} {x}" for k, x in r.get("versions", {}).items() if x)
+            + (f", {r['date']}" if r.get("date") else "")
+            for r in results
+        }
+    )
     lines += [""] + [f"Measured with {e}." for e in envs]
     return "\n".join(lines)

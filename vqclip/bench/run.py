@@ -58,8 +58,9 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
     """Time the generate loop for one configuration and return the figures (the JSON of `vqclip bench`)."""
     bc = bench_config(o.config or default_config(device), o.smoke)
     steps, warmup, qsteps = _defaults(o, device)
-    speed = o.speed or (SpeedConfig.reference() if o.reference else
-                        SpeedConfig(compile=o.compile, compile_mode=o.compile_mode))
+    speed = o.speed or (
+        SpeedConfig.reference() if o.reference else SpeedConfig(compile=o.compile, compile_mode=o.compile_mode)
+    )
     validate_speed(speed)
     cfg, plan = run_config(bc, warmup + steps, speed)
     prepare_run(cfg, plan, device=device, batch=bc.batch, outputs=False, load=False)  # refuse what cannot fit
@@ -96,20 +97,34 @@ def run_bench(o: BenchOptions, device: torch.device, on_step: Optional[Callable[
     fingerprint_s = time.perf_counter() - start
     state_s, state_cpu_s, handoff_s = state_write_seconds(last.state, meta)
     result = {
-        "config": bc.name, "device": device_name(device), "path": "reference" if o.reference else "fast",
+        "config": bc.name,
+        "device": device_name(device),
+        "path": "reference" if o.reference else "fast",
         "fast_path": dataclasses.asdict(settings(cfg, device).fast),
-        "size": bc.size, "cutn": bc.cutn, "clip": list(bc.clip), "batch": bc.batch, "vqgan": bc.vqgan,
-        "steps": len(times), "warmup": warmup,
-        "s_per_step_median": median, "s_per_step_p10": percentile(times, 10), "s_per_step_p90": percentile(times, 90),
+        "size": bc.size,
+        "cutn": bc.cutn,
+        "clip": list(bc.clip),
+        "batch": bc.batch,
+        "vqgan": bc.vqgan,
+        "steps": len(times),
+        "warmup": warmup,
+        "s_per_step_median": median,
+        "s_per_step_p10": percentile(times, 10),
+        "s_per_step_p90": percentile(times, 90),
         "steps_per_s": 1 / median,
         "images_per_hour": 3600 / (IMAGES_PER_HOUR_STEPS * median) * bc.batch,
         "time_to_first_step_s": first_step_s,
         "peak_memory_bytes": peak,
-        "flops_per_step": flops, "tflops_achieved": flops / median / 1e12,
+        "flops_per_step": flops,
+        "tflops_achieved": flops / median / 1e12,
         # one image's state file (an interrupt, or every saved frame with --save-state); the weights' fingerprint
         # it records is computed once, at a run's first state
-        "state_write_s": state_s, "state_write_cpu_s": state_cpu_s, "state_write_share": state_s / median,
-        "state_handoff_s": handoff_s, "state_handoff_share": handoff_s / median, "state_fingerprint_s": fingerprint_s,
+        "state_write_s": state_s,
+        "state_write_cpu_s": state_cpu_s,
+        "state_write_share": state_s / median,
+        "state_handoff_s": handoff_s,
+        "state_handoff_share": handoff_s / median,
+        "state_fingerprint_s": fingerprint_s,
     }
     if timer.cpu_marks:  # CPU seconds of all threads; on a quiet machine about threads x wall time
         result["cpu_s_per_step_median"] = statistics.median(timer.cpu_seconds()[warmup:])
@@ -131,9 +146,16 @@ def environment(device: torch.device) -> dict:
     """Versions and, on CPU, the load at the end of the run (other processes disturb CPU timings)."""
     import open_clip
 
-    env = {"versions": {"vqclip": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-                        "python": platform.python_version(), "cuda": torch.version.cuda},
-           "date": time.strftime("%Y-%m-%d")}
+    env = {
+        "versions": {
+            "vqclip": __version__,
+            "torch": torch.__version__,
+            "open_clip": open_clip.__version__,
+            "python": platform.python_version(),
+            "cuda": torch.version.cuda,
+        },
+        "date": time.strftime("%Y-%m-%d"),
+    }
     if device.type == "cpu" and hasattr(os, "getloadavg"):
         env["load_average_1m"] = os.getloadavg()[0]
         env["cpu_threads"] = torch.get_num_threads()
@@ -150,24 +172,39 @@ def table(r: dict) -> str:
     """The figures as an aligned two-column table."""
     ratio = r["quality_ratio"]
     rows = [
-        ("config", f"{r['config']} ({r['size']}x{r['size']}, cutn {r['cutn']}, {'+'.join(r['clip'])}, "
-                   f"batch {r['batch']}, {r['path']} path)"),
+        (
+            "config",
+            f"{r['config']} ({r['size']}x{r['size']}, cutn {r['cutn']}, {'+'.join(r['clip'])}, "
+            f"batch {r['batch']}, {r['path']} path)",
+        ),
         ("device", r["device"]),
-        ("s/step median (p10-p90)", f"{r['s_per_step_median']:.4f} ({r['s_per_step_p10']:.4f}-"
-                                    f"{r['s_per_step_p90']:.4f}) over {r['steps']} steps"),
+        (
+            "s/step median (p10-p90)",
+            f"{r['s_per_step_median']:.4f} ({r['s_per_step_p10']:.4f}-"
+            f"{r['s_per_step_p90']:.4f}) over {r['steps']} steps",
+        ),
         ("steps/s", f"{r['steps_per_s']:.2f}"),
         (f"images/hour at {IMAGES_PER_HOUR_STEPS} steps", f"{r['images_per_hour']:.1f}"),
         ("time to first step", f"{r['time_to_first_step_s']:.2f} s"),
         ("peak memory", f"{r['peak_memory_bytes'] / 2**30:.2f} GiB"),
         ("FLOPs/step (fwd+bwd)", f"{r['flops_per_step'] / 1e9:.1f} GFLOP"),
         ("achieved", f"{r['tflops_achieved']:.3f} TFLOP/s"),
-        ("state write (one image)", f"{r['state_write_s'] * 1000:.2f} ms = {r['state_write_share']:.2%} of a step, "
-                                    f"{r['state_write_cpu_s'] * 1000:.2f} ms CPU; a frame's in the background: "
-                                    f"{r['state_handoff_s'] * 1000:.3f} ms = {r['state_handoff_share']:.3%} of a step "
-                                    f"(+{r['state_fingerprint_s'] * 1000:.0f} ms once: the weights' fingerprint)"),
-        ("quality ratio", ("n/a (reference loss did not drop)" if ratio is None else
-                           f"{ratio:.3f}{_se(r)} ({'pass' if r['quality_pass'] else 'FAIL'}, >= {QUALITY_MIN} and "
-                           f"gradient cosine >= {GRAD_COSINE_MIN} needed; cosine {r['grad_cosine']:.4f})")),
+        (
+            "state write (one image)",
+            f"{r['state_write_s'] * 1000:.2f} ms = {r['state_write_share']:.2%} of a step, "
+            f"{r['state_write_cpu_s'] * 1000:.2f} ms CPU; a frame's in the background: "
+            f"{r['state_handoff_s'] * 1000:.3f} ms = {r['state_handoff_share']:.3%} of a step "
+            f"(+{r['state_fingerprint_s'] * 1000:.0f} ms once: the weights' fingerprint)",
+        ),
+        (
+            "quality ratio",
+            (
+                "n/a (reference loss did not drop)"
+                if ratio is None
+                else f"{ratio:.3f}{_se(r)} ({'pass' if r['quality_pass'] else 'FAIL'}, >= {QUALITY_MIN} and "
+                f"gradient cosine >= {GRAD_COSINE_MIN} needed; cosine {r['grad_cosine']:.4f})"
+            ),
+        ),
     ]
     if "load_average_1m" in r:
         rows.append(("CPU time/step (all threads)", f"{r['cpu_s_per_step_median']:.3f} s"))

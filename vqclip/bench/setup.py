@@ -37,16 +37,19 @@ class BenchConfig:
     vqgan: str = "vqgan_imagenet_f16_16384"  # an architecture file in vqclip/architectures
 
 
-BENCH_CONFIGS = {c.name: c for c in [
-    BenchConfig("S", 256, 32),
-    BenchConfig("S8", 256, 32, batch=8),
-    BenchConfig("M", 512, 64),
-    BenchConfig("M2", 512, 64, ("ViT-B-16-quickgelu", "ViT-B-32-quickgelu")),
-    BenchConfig("L", 1024, 64),
-    BenchConfig("CPU", 128, 8),
-    # the toy world's size (32x32, an 8x8 latent) with the toy architectures, as `--preset toy` runs
-    BenchConfig("toy", 32, 32, ("vqclip-toy-clip",), vqgan="vqgan_toy"),
-]}
+BENCH_CONFIGS = {
+    c.name: c
+    for c in [
+        BenchConfig("S", 256, 32),
+        BenchConfig("S8", 256, 32, batch=8),
+        BenchConfig("M", 512, 64),
+        BenchConfig("M2", 512, 64, ("ViT-B-16-quickgelu", "ViT-B-32-quickgelu")),
+        BenchConfig("L", 1024, 64),
+        BenchConfig("CPU", 128, 8),
+        # the toy world's size (32x32, an 8x8 latent) with the toy architectures, as `--preset toy` runs
+        BenchConfig("toy", 32, 32, ("vqclip-toy-clip",), vqgan="vqgan_toy"),
+    ]
+}
 # --smoke: the same code path on tiny models, for tests and a quick check that everything runs
 SMOKE = BenchConfig("smoke", 32, 4, ("vqclip-tiny-clip",), vqgan="vqgan_tiny")
 
@@ -84,13 +87,28 @@ def build_models(bc: BenchConfig, device: torch.device, seed: int = 0) -> Models
 
 def run_config(bc: BenchConfig, steps: int, speed: SpeedConfig) -> tuple[Config, Plan]:
     register_clip_architectures(ARCHITECTURES)  # the plan's CLIP names must resolve (memory estimate)
-    cfg = Config(prompt=PROMPT, width=bc.size, height=bc.size, steps=steps, seed=0, device="auto",
-                 model=ModelConfig(vqgan=bc.vqgan, clip=[f"{c}:random" for c in bc.clip]),
-                 cutouts=CutoutConfig(cutn=bc.cutn), speed=speed)
+    cfg = Config(
+        prompt=PROMPT,
+        width=bc.size,
+        height=bc.size,
+        steps=steps,
+        seed=0,
+        device="auto",
+        model=ModelConfig(vqgan=bc.vqgan, clip=[f"{c}:random" for c in bc.clip]),
+        cutouts=CutoutConfig(cutn=bc.cutn),
+        speed=speed,
+    )
     yaml = ARCHITECTURES / f"{bc.vqgan}.yaml"
     files = VQGANFiles(bc.vqgan, yaml, yaml, yaml)  # random weights: nothing is read but the architecture
-    plan = Plan(files, read_vqgan_yaml(yaml), [check_clip(c) for c in cfg.model.clip], parse_prompts(PROMPT), [],
-                bc.size, bc.size)
+    plan = Plan(
+        files,
+        read_vqgan_yaml(yaml),
+        [check_clip(c) for c in cfg.model.clip],
+        parse_prompts(PROMPT),
+        [],
+        bc.size,
+        bc.size,
+    )
     return cfg, plan
 
 

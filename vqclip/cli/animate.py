@@ -38,15 +38,20 @@ def animate(
     story_every: o.StoryEveryFrames = None,
     keyframe: o.KeyframeFrames = None,
     blend: o.Blend = None,
-    save_frames: Annotated[Optional[bool], typer.Option(
-        "--save-frames/--no-save-frames", help="Also save every frame as a PNG (--resume: as the run did).")] = None,
+    save_frames: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--save-frames/--no-save-frames", help="Also save every frame as a PNG (--resume: as the run did)."
+        ),
+    ] = None,
     save_state: o.SaveState = None,
     vqgan: o.Vqgan = None,
     vqgan_ckpt: o.VqganCkpt = None,
     clip: o.Clip = None,
     size: o.Size = None,
-    steps: Annotated[Optional[int], typer.Option(
-        help=f"Steps of the first frame (default {o.DEFAULTS.steps}).")] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help=f"Steps of the first frame (default {o.DEFAULTS.steps}).")
+    ] = None,
     seed: o.Seed = None,
     lr: o.Lr = None,
     cutn: o.Cutn = None,
@@ -63,9 +68,14 @@ def animate(
     preset: Presets = None,
     set_: Sets = None,
     from_: o.From = None,
-    resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue the interrupted animation saved in this folder from its last finished frame, "
-                         "in it, with its own settings (only --device may change).")] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted animation saved in this folder from its last finished frame, "
+            "in it, with its own settings (only --device may change).",
+        ),
+    ] = None,
     checkpoints_dir: CheckpointsDir = None,
     mirror: Mirror = None,
     offline: Offline = False,
@@ -77,8 +87,10 @@ def animate(
     """
     set_offline(offline)
     if resume is not None:
-        need(prompt is None and from_ is None and not preset,
-             "--resume continues an animation with its own prompt and settings; drop the prompt, --from and --preset")
+        need(
+            prompt is None and from_ is None and not preset,
+            "--resume continues an animation with its own prompt and settings; drop the prompt, --from and --preset",
+        )
     elif prompt is None and from_ is None and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip animate "a fractal city" --frames 60 --zoom 1.02')
     options = o.config_options(locals())
@@ -98,11 +110,11 @@ def animate(
     start = run.resume.step if run.resume is not None else 0
     with watching(preview, preview_host, preview_port, "animate", run.cfg.prompt or "") as observers:
         run.load()  # once --preview holds its port (a taken one fails before the slow part), before the bar
-        with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, \
-                sigterm_as_interrupt():
+        with StepBar(run.cfg.animation.frames, every=1, desc="animate", initial=start) as bar, sigterm_as_interrupt():
             try:
-                result = run_animation(run, save_frames, on_frame=lambda step: _frame_done(bar, step),
-                                       observers=observers)
+                result = run_animation(
+                    run, save_frames, on_frame=lambda step: _frame_done(bar, step), observers=observers
+                )
             except Interrupted as e:
                 bar.close()
                 r = e.result

@@ -11,12 +11,18 @@ import typer
 from ..errors import UsageError
 from .common import CheckpointsDir, Debug, Offline, app, command, set_offline
 
-Clip = Annotated[Optional[str], typer.Option(
-    help="open_clip NAME[:TAG|:/path], local-dir:DIR, or `toy` (default: the preset's, else generate's, "
-         "ViT-B-32-quickgelu:openai).")]
+Clip = Annotated[
+    Optional[str],
+    typer.Option(
+        help="open_clip NAME[:TAG|:/path], local-dir:DIR, or `toy` (default: the preset's, else generate's, "
+        "ViT-B-32-quickgelu:openai)."
+    ),
+]
 Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (default: the preset's, else auto).")]
-Preset = Annotated[Optional[List[str]], typer.Option(
-    "--preset", help="Take the CLIP, device and checkpoints folder of a preset (e.g. toy); repeatable.")]
+Preset = Annotated[
+    Optional[List[str]],
+    typer.Option("--preset", help="Take the CLIP, device and checkpoints folder of a preset (e.g. toy); repeatable."),
+]
 
 
 def _tools():
@@ -44,8 +50,10 @@ class _Setup:
 
         cfg = resolve(presets)
         if clip is None and len(cfg.model.clip) != 1:
-            raise UsageError(f"preset {', '.join(presets)} guides with {len(cfg.model.clip)} CLIPs "
-                             f"({', '.join(cfg.model.clip)}); this command uses one: add --clip NAME")
+            raise UsageError(
+                f"preset {', '.join(presets)} guides with {len(cfg.model.clip)} CLIPs "
+                f"({', '.join(cfg.model.clip)}); this command uses one: add --clip NAME"
+            )
         return cls(clip or cfg.model.clip[0], device or cfg.device, checkpoints or cfg.model.checkpoints_dir)
 
     def perceptor(self):
@@ -57,8 +65,12 @@ class _Setup:
 def score(
     images: Annotated[List[Path], typer.Argument(help="Image files.", show_default=False)],
     prompt: Annotated[str, typer.Option(help="The text to compare each image with.", show_default=False)],
-    clip: Clip = None, preset: Preset = None, device: Device = None, checkpoints_dir: CheckpointsDir = None,
-    offline: Offline = False, debug: Debug = False,
+    clip: Clip = None,
+    preset: Preset = None,
+    device: Device = None,
+    checkpoints_dir: CheckpointsDir = None,
+    offline: Offline = False,
+    debug: Debug = False,
 ):
     """CLIP similarity (cosine) of each image to --prompt: one `score  path` line per image, in order."""
     clip_tools = _tools()
@@ -77,11 +89,16 @@ def rank(
     query: Annotated[str, typer.Argument(help="What to search for.", show_default=False)],
     top: Annotated[Optional[int], typer.Option(help="Show only the best K.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Search subfolders too.")] = True,
-    frames: Annotated[bool, typer.Option("--frames/--no-frames",
-                                         help="Also rank runs' saved frames (frames/).")] = False,
+    frames: Annotated[
+        bool, typer.Option("--frames/--no-frames", help="Also rank runs' saved frames (frames/).")
+    ] = False,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and store image embeddings.")] = True,
-    clip: Clip = None, preset: Preset = None, device: Device = None, checkpoints_dir: CheckpointsDir = None,
-    offline: Offline = False, debug: Debug = False,
+    clip: Clip = None,
+    preset: Preset = None,
+    device: Device = None,
+    checkpoints_dir: CheckpointsDir = None,
+    offline: Offline = False,
+    debug: Debug = False,
 ):
     """Text-to-image search over FOLDER: `score  path` lines, best first, paths relative to FOLDER.
 
@@ -92,8 +109,16 @@ def rank(
     setup = _Setup.of(preset, clip, device, checkpoints_dir, offline)
     # bad input is caught before the model loads
     clip_tools.check_rank(folder, query, top, recursive, frames, setup.checkpoints)
-    result = clip_tools.rank(setup.perceptor(), folder, query, top, use_cache=cache, checkpoints=setup.checkpoints,
-                             recursive=recursive, frames=frames)
+    result = clip_tools.rank(
+        setup.perceptor(),
+        folder,
+        query,
+        top,
+        use_cache=cache,
+        checkpoints=setup.checkpoints,
+        recursive=recursive,
+        frames=frames,
+    )
     typer.echo(f"embedded {result.computed} image(s), {result.cached} from the cache", err=True)
     for path, value in result.ranked:
         typer.echo(f"{value:.4f}  {path.relative_to(folder)}")
@@ -104,10 +129,18 @@ def rank(
 def classify(
     image: Annotated[Path, typer.Argument(help="Image file.", show_default=False)],
     labels: Annotated[str, typer.Option(help='Comma-separated labels, e.g. "cat,dog,person".', show_default=False)],
-    template: Annotated[Optional[List[str]], typer.Option(
-        help='Caption template with {} for the label; repeatable (default: "a photo of a {}." and 4 more).')] = None,
-    clip: Clip = None, preset: Preset = None, device: Device = None, checkpoints_dir: CheckpointsDir = None,
-    offline: Offline = False, debug: Debug = False,
+    template: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            help='Caption template with {} for the label; repeatable (default: "a photo of a {}." and 4 more).'
+        ),
+    ] = None,
+    clip: Clip = None,
+    preset: Preset = None,
+    device: Device = None,
+    checkpoints_dir: CheckpointsDir = None,
+    offline: Offline = False,
+    debug: Debug = False,
 ):
     """Zero-shot classification of IMAGE: `probability  label` lines, best first."""
     clip_tools = _tools()

@@ -15,19 +15,31 @@ import typer
 from ..errors import UsageError, VQClipError
 from ..offline import set_offline  # noqa: F401  (the commands' --offline)
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Text-to-image generation by VQGAN+CLIP optimisation.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Text-to-image generation by VQGAN+CLIP optimisation.",
+)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")]
-Presets = Annotated[Optional[List[str]], typer.Option(
-    "--preset", help="Preset name from configs/ or a YAML file; repeatable.")]
-Sets = Annotated[Optional[List[str]], typer.Option(
-    "--set", help="Override any config key: --set optim.lr=0.05; repeatable.")]
-CheckpointsDir = Annotated[Optional[Path], typer.Option(
-    "--checkpoints-dir", help="Model files folder (env VQCLIP_CHECKPOINTS; default: checkpoints/).")]
+Presets = Annotated[
+    Optional[List[str]], typer.Option("--preset", help="Preset name from configs/ or a YAML file; repeatable.")
+]
+Sets = Annotated[
+    Optional[List[str]], typer.Option("--set", help="Override any config key: --set optim.lr=0.05; repeatable.")
+]
+CheckpointsDir = Annotated[
+    Optional[Path],
+    typer.Option("--checkpoints-dir", help="Model files folder (env VQCLIP_CHECKPOINTS; default: checkpoints/)."),
+]
 Offline = Annotated[bool, typer.Option("--offline", help="Never use the network (env VQCLIP_OFFLINE=1).")]
-Mirror = Annotated[Optional[str], typer.Option(
-    "--mirror", help="Base URL tried first for model downloads, as <base>/<file name> (env VQCLIP_MIRROR).")]
+Mirror = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mirror", help="Base URL tried first for model downloads, as <base>/<file name> (env VQCLIP_MIRROR)."
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -40,8 +52,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print vqclip's version and exit.")] = None,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print vqclip's version and exit."),
+    ] = None,
 ) -> None:
     """Text-to-image generation by VQGAN+CLIP optimisation."""
 
@@ -122,9 +136,11 @@ def _explain(e: Exception) -> str:
     import torch
 
     if isinstance(e, torch.OutOfMemoryError):
-        return ("out of GPU memory; try a smaller --size, fewer cutouts (--set cutouts.cutn=16) or --device cpu")
-    return f"unexpected {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} " \
-           f"(run again with --debug for the traceback)"
+        return "out of GPU memory; try a smaller --size, fewer cutouts (--set cutouts.cutn=16) or --device cpu"
+    return (
+        f"unexpected {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+        f"(run again with --debug for the traceback)"
+    )
 
 
 class sigterm_as_interrupt:

@@ -17,12 +17,14 @@ from .common import Debug, Presets, Sets, app, command, need
 @app.command(name="eval")
 @command
 def eval_(
-    captions: Annotated[Optional[str], typer.Option(
-        help="Comma-separated captions (default: the toy world's 12).")] = None,
+    captions: Annotated[
+        Optional[str], typer.Option(help="Comma-separated captions (default: the toy world's 12).")
+    ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds 0..N-1 for every caption.")] = 5,
     control: Annotated[bool, typer.Option("--control/--no-control", help="Also run untrained models.")] = True,
-    json_path: Annotated[Optional[Path], typer.Option(
-        "--json", help="Also write the figures to this JSON file.")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Write the trained models' images as one PNG grid.")] = None,
     vqgan: o.Vqgan = None,
     vqgan_ckpt: o.VqganCkpt = None,
@@ -30,8 +32,9 @@ def eval_(
     size: o.Size = None,
     steps: o.Steps = None,
     device: o.Device = None,
-    threads: Annotated[Optional[int], typer.Option(
-        min=1, help="CPU threads for torch (default: torch's; 1 is fastest on a busy CPU).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's; 1 is fastest on a busy CPU).")
+    ] = None,
     preset: Presets = None,
     set_: Sets = None,
     debug: Debug = False,
@@ -53,10 +56,17 @@ def eval_(
         import torch
 
         torch.set_num_threads(threads)
-    options = EvalOptions(presets=preset or ["toy"], options=settings, overrides=set_ or (), captions=texts,
-                          seeds=list(range(seeds)), control=control)
-    with tqdm(desc="eval", unit="image", file=sys.stderr, dynamic_ncols=True,
-              total=len(texts) * seeds * (2 if control else 1)) as bar:
+    options = EvalOptions(
+        presets=preset or ["toy"],
+        options=settings,
+        overrides=set_ or (),
+        captions=texts,
+        seeds=list(range(seeds)),
+        control=control,
+    )
+    with tqdm(
+        desc="eval", unit="image", file=sys.stderr, dynamic_ncols=True, total=len(texts) * seeds * (2 if control else 1)
+    ) as bar:
         figures, runs = run_eval(options, pick_device(device or "auto"), lambda run, item: bar.update(1))
     typer.echo(table(figures))
     if sheet is not None:

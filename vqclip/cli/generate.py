@@ -67,8 +67,10 @@ def generate(
     set_offline(offline)
     options = o.config_options(locals())
     if resume is not None:
-        need(prompt is None and from_ is None and not preset,
-             "--resume continues a run with its own prompt and settings; drop the prompt, --from and --preset")
+        need(
+            prompt is None and from_ is None and not preset,
+            "--resume continues a run with its own prompt and settings; drop the prompt, --from and --preset",
+        )
     elif prompt is None and from_ is None and not image_prompt and not keyframe:
         raise UsageError('give a prompt, e.g. vqclip generate "a red circle" --preset toy')
     # the library (and torch) is imported when the command runs, so `vqclip --help` stays fast

@@ -44,8 +44,14 @@ def list_(checkpoints_dir: CheckpointsDir = None, debug: Debug = False):
 def download(
     name: Annotated[str, typer.Argument(help="VQGAN name from `models list`, or clip:NAME:TAG for open_clip weights.")],
     mirror: Mirror = None,
-    force: Annotated[bool, typer.Option("--force", help="Fetch the files again even if present, and lock the new "
-                                                        "ones once they load (after a bad first download).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Fetch the files again even if present, and lock the new "
+            "ones once they load (after a bad first download).",
+        ),
+    ] = False,
     checkpoints_dir: CheckpointsDir = None,
     offline: Offline = False,
     debug: Debug = False,
@@ -54,7 +60,7 @@ def download(
     set_offline(offline)
     folder = str(checkpoints_dir) if checkpoints_dir else None
     if name.startswith("clip:"):
-        typer.echo(str(store.download_clip(name[len("clip:"):], folder)))
+        typer.echo(str(store.download_clip(name[len("clip:") :], folder)))
         return
     with DownloadBar() as bar:
         paths = store.download_vqgan(name, folder, mirror, on_progress=bar, force=force)
@@ -71,8 +77,10 @@ def verify(checkpoints_dir: CheckpointsDir = None, debug: Debug = False):
     for name, problem in problems:
         typer.echo(f"{name}: {problem}")
     if problems:
-        raise UsageError(f"{len(problems)} recorded model file(s) in {base} do not match the lock; fetch them again "
-                         f"with `vqclip models download NAME --force`, or delete them")
+        raise UsageError(
+            f"{len(problems)} recorded model file(s) in {base} do not match the lock; fetch them again "
+            f"with `vqclip models download NAME --force`, or delete them"
+        )
     typer.echo(f"every file recorded in {base / 'vqclip.lock.json'} matches its SHA-256", err=True)
 
 

@@ -47,8 +47,17 @@ class DownloadBar:
         if p.name != self.name:
             self.close()
             self.name = p.name
-            self.bar = tqdm(total=p.total, initial=0, desc=p.name, unit="B", unit_scale=True, unit_divisor=1024,
-                            file=sys.stderr, dynamic_ncols=True, miniters=1)
+            self.bar = tqdm(
+                total=p.total,
+                initial=0,
+                desc=p.name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                miniters=1,
+            )
             self.bar.update(p.done)
             return
         self.bar.update(p.done - self.bar.n)

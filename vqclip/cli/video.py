@@ -13,13 +13,16 @@ from .common import Debug, app, command
 @app.command()
 @command
 def video(
-    frames_dir: Annotated[Path, typer.Argument(
-        help="Folder of frames, e.g. outputs/<run>/frames (natural name order).")],
-    out: Annotated[Optional[Path], typer.Option(
-        help="The mp4 to write (default: <FRAMES_DIR>.mp4 beside the folder).")] = None,
+    frames_dir: Annotated[
+        Path, typer.Argument(help="Folder of frames, e.g. outputs/<run>/frames (natural name order).")
+    ],
+    out: Annotated[
+        Optional[Path], typer.Option(help="The mp4 to write (default: <FRAMES_DIR>.mp4 beside the folder).")
+    ] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frames per second (default 10).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(
-        help="Length of the video; sets the frame rate instead of --fps.")] = None,
+    seconds: Annotated[
+        Optional[float], typer.Option(help="Length of the video; sets the frame rate instead of --fps.")
+    ] = None,
     gif: Annotated[bool, typer.Option("--gif/--no-gif", help="Also write a gif beside the mp4.")] = False,
     debug: Debug = False,
 ):

@@ -12,8 +12,9 @@ from ..observe import Observer
 
 
 @contextlib.contextmanager
-def watching(preview: bool, host: str, port: int, kind: str, title: str,
-             root: Optional[Path] = None) -> Iterator[list[Observer]]:
+def watching(
+    preview: bool, host: str, port: int, kind: str, title: str, root: Optional[Path] = None
+) -> Iterator[list[Observer]]:
     """The run's observers: none, or with --preview the page's (its URL printed on stderr)."""
     if not preview:
         yield []

@@ -56,8 +56,7 @@ class Preview:
         return False
 
 
-def open_preview(kind: str, title: str, host: str = "127.0.0.1", port: int = 0,
-                 root: Optional[Path] = None) -> Preview:
+def open_preview(kind: str, title: str, host: str = "127.0.0.1", port: int = 0, root: Optional[Path] = None) -> Preview:
     """Serve a preview of a run on host:port (0: a free port); `root` is the folder its files may come from (by
     default the first image's folder, once it exists)."""
     return Preview(LiveState(kind, title, root), host, port)

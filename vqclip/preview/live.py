@@ -69,9 +69,21 @@ class LivePreview(Observer):
             w = writers[0]
             self._expected += w.cfg.animation.frames if w.layout.final_is_frame else w.cfg.steps + 1
         self._group += 1
-        slots = [{"index": b, "prompt": w.cfg.prompt, "seed": w.cfg.seed, "name": w.folder.name,
-                  "steps": w.cfg.animation.frames if w.layout.final_is_frame else w.cfg.steps, "step": None,
-                  "image": None, "active": None, "status": "running", "loss": []} for b, w in enumerate(writers)]
+        slots = [
+            {
+                "index": b,
+                "prompt": w.cfg.prompt,
+                "seed": w.cfg.seed,
+                "name": w.folder.name,
+                "steps": w.cfg.animation.frames if w.layout.final_is_frame else w.cfg.steps,
+                "step": None,
+                "image": None,
+                "active": None,
+                "status": "running",
+                "loss": [],
+            }
+            for b, w in enumerate(writers)
+        ]
         self._pending, self._group_start = [], None
         self._tasks.put(("begin", {"slots": slots}))
 
@@ -89,8 +101,7 @@ class LivePreview(Observer):
         self._hand_over_losses()
         key = self._group, writer.index
         self._latest[key] = step.i
-        self._tasks.put(("frame", key, step.i, step.image[writer.index], step.extras.get("prompt"),
-                         self._progress()))
+        self._tasks.put(("frame", key, step.i, step.image[writer.index], step.extras.get("prompt"), self._progress()))
 
     def finish(self, writer, result) -> None:
         self._hand_over_losses()
@@ -141,15 +152,29 @@ class LivePreview(Observer):
             _, (group, slot), i, image, active, progress = task
             if i < self._latest.get((group, slot), -1):
                 return  # a newer frame of this image is queued (or its final one): draw that one
-            self.state.publish("frame", {"slot": slot, "step": i, "image": data_url(image), "active": active,
-                                         **self._timing(progress)})
+            self.state.publish(
+                "frame", {"slot": slot, "step": i, "image": data_url(image), "active": active, **self._timing(progress)}
+            )
         elif kind == "finished":
             _, slot, image, cfg, result, progress = task
-            record = {"prompt": cfg.prompt, "seed": cfg.seed, "status": result.status, "step": result.step,
-                      "loss": result.loss, "seconds": round(result.seconds, 1), "name": result.folder.name,
-                      "image": self._url(result.image), "videos": [self._url(v) for v in result.videos]}
-            event = {"slot": slot, "status": result.status, "step": result.step, "record": record,
-                     **self._timing(progress)}
+            record = {
+                "prompt": cfg.prompt,
+                "seed": cfg.seed,
+                "status": result.status,
+                "step": result.step,
+                "loss": result.loss,
+                "seconds": round(result.seconds, 1),
+                "name": result.folder.name,
+                "image": self._url(result.image),
+                "videos": [self._url(v) for v in result.videos],
+            }
+            event = {
+                "slot": slot,
+                "status": result.status,
+                "step": result.step,
+                "record": record,
+                **self._timing(progress),
+            }
             if image is not None:
                 event["image"] = data_url(image)
             self.state.publish("finished", event)

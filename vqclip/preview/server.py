@@ -30,8 +30,10 @@ __all__ = ["PreviewServer"]
 TYPES = {".png": "image/png", ".gif": "image/gif", ".mp4": "video/mp4", ".html": "text/html; charset=utf-8"}
 PING_SECONDS = 15  # a comment line this often: a page that went away is noticed, proxies keep the stream open
 # the page's own script and style only; images from the run's folder or the events' data: URLs
-PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
-               "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 FILE_POLICY = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
 
 
@@ -64,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/events":
             return self._events()
         if path.startswith("/files/"):
-            return self._file(unquote(path[len("/files/"):]))
+            return self._file(unquote(path[len("/files/") :]))
         self._refuse(HTTPStatus.NOT_FOUND)
 
     def _host_allowed(self) -> bool:
@@ -143,12 +145,16 @@ class PreviewServer:
             self._httpd = _Server((host, port), state)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise UsageError(f"port {port} on {host} is in use; give another --preview-port, or 0 for any "
-                                 f"free one") from None
-            raise UsageError(f"cannot serve the preview on {host}:{port} ({e.strerror or e}); give another "
-                             f"--preview-host or --preview-port") from None
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="vqclip-preview-server", daemon=True)
+                raise UsageError(
+                    f"port {port} on {host} is in use; give another --preview-port, or 0 for any free one"
+                ) from None
+            raise UsageError(
+                f"cannot serve the preview on {host}:{port} ({e.strerror or e}); give another "
+                f"--preview-host or --preview-port"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="vqclip-preview-server", daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -23,8 +23,16 @@ class LiveState:
 
     def __init__(self, kind: str, title: str, root: Optional[Path] = None):
         self.root = Path(root) if root is not None else None  # the only folder the server reads files from
-        self.data = {"kind": kind, "title": title, "status": "running", "slots": [], "finished": [],
-                     "progress": {"seen": 0, "expected": 0}, "eta": None, "elapsed": 0.0}
+        self.data = {
+            "kind": kind,
+            "title": title,
+            "status": "running",
+            "slots": [],
+            "finished": [],
+            "progress": {"seen": 0, "expected": 0},
+            "eta": None,
+            "elapsed": 0.0,
+        }
         self._clients: set[queue.Queue] = set()
         self._lock = threading.Lock()
 

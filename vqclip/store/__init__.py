@@ -28,7 +28,25 @@ from .registry import (
 )
 
 __all__ = [
-    "USUAL_CLIPS", "VQGAN_MODELS", "Located", "ModelRow", "Progress", "ProgressFn", "UserModel", "VQGANFiles",
-    "add_vqgan", "bundled_dir", "cache_loaded", "checkpoints_dir", "convert_to_safetensors", "download_clip",
-    "download_vqgan", "list_models", "locate_vqgan", "resolve_clip", "resolve_vqgan", "user_models", "verify_all",
+    "USUAL_CLIPS",
+    "VQGAN_MODELS",
+    "Located",
+    "ModelRow",
+    "Progress",
+    "ProgressFn",
+    "UserModel",
+    "VQGANFiles",
+    "add_vqgan",
+    "bundled_dir",
+    "cache_loaded",
+    "checkpoints_dir",
+    "convert_to_safetensors",
+    "download_clip",
+    "download_vqgan",
+    "list_models",
+    "locate_vqgan",
+    "resolve_clip",
+    "resolve_vqgan",
+    "user_models",
+    "verify_all",
 ]

@@ -35,8 +35,9 @@ def deadline(entry, kind: str) -> float:
                 raise ValueError
             return seconds
         except ValueError:
-            raise UsageError(f"VQCLIP_DOWNLOAD_DEADLINE={os.environ['VQCLIP_DOWNLOAD_DEADLINE']!r} is not a number "
-                             f"of seconds") from None
+            raise UsageError(
+                f"VQCLIP_DOWNLOAD_DEADLINE={os.environ['VQCLIP_DOWNLOAD_DEADLINE']!r} is not a number of seconds"
+            ) from None
     size = (entry.size_mb or 1000) * 1e6 if kind == "ckpt" else 0
     return 600 + size / 100e3
 

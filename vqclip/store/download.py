@@ -8,6 +8,8 @@ server that drips a few bytes a second (below MIN_RATE over WINDOW seconds) all 
 bounds the whole file. `accept(partial)` is the caller's own check (a model file must load) before the rename.
 """
 
+# size: one job, a download that trusts nothing; its checks are most of it (about 300 lines before ruff format)
+
 from __future__ import annotations
 
 import hashlib
@@ -86,10 +88,22 @@ def with_mirror(urls: Sequence[str], filename: str, mirror: Optional[str] = None
     return ([f"{mirror.rstrip('/')}/{filename}"] if mirror else []) + list(urls)
 
 
-def fetch(urls: Sequence[str], dest: Path, sha256: Optional[str] = None, on_progress: Optional[ProgressFn] = None,
-          retries: int = 3, backoff: float = 1.0, timeout: float = 30.0, max_bytes: Optional[int] = None,
-          deadline: Optional[float] = None, accept: Optional[Callable[[Path], None]] = None,
-          min_rate: float = MIN_RATE, window: float = WINDOW, recover: str = "", reuse: bool = True) -> str:
+def fetch(
+    urls: Sequence[str],
+    dest: Path,
+    sha256: Optional[str] = None,
+    on_progress: Optional[ProgressFn] = None,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+    max_bytes: Optional[int] = None,
+    deadline: Optional[float] = None,
+    accept: Optional[Callable[[Path], None]] = None,
+    min_rate: float = MIN_RATE,
+    window: float = WINDOW,
+    recover: str = "",
+    reuse: bool = True,
+) -> str:
     """Download dest from the first source that works; returns the verified SHA-256 of what was saved.
 
     `max_bytes` bounds the file's size, `deadline` the seconds the whole file may take; `accept(partial)` raises
@@ -118,13 +132,17 @@ def fetch(urls: Sequence[str], dest: Path, sha256: Optional[str] = None, on_prog
                 continue
             except _Deadline:
                 have = partial.stat().st_size if partial.exists() else 0
-                raise DownloadError(f"could not download {dest.name} within {deadline:g} s ({have} bytes kept in "
-                                    f"{partial.name}); run the same command again to resume, or pass --mirror URL"
-                                    f"{recover}") from None
+                raise DownloadError(
+                    f"could not download {dest.name} within {deadline:g} s ({have} bytes kept in "
+                    f"{partial.name}); run the same command again to resume, or pass --mirror URL"
+                    f"{recover}"
+                ) from None
             _commit(partial, dest)
             return digest
-    raise DownloadError(f"could not download {dest.name}: {'; '.join(failures)}; "
-                        f"try again later, or pass --mirror URL, or put the file at {dest} yourself{recover}")
+    raise DownloadError(
+        f"could not download {dest.name}: {'; '.join(failures)}; "
+        f"try again later, or pass --mirror URL, or put the file at {dest} yourself{recover}"
+    )
 
 
 def _fetch_one(url, partial, sha256, on_progress, retries, backoff, limits: _Limits, accept) -> str:
@@ -169,8 +187,9 @@ def _open(url: str, have: int, limits: _Limits):
     if limits.left() <= 0:
         raise _Deadline
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                      timeout=max(0.1, min(limits.timeout, limits.left())))
+        return urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=max(0.1, min(limits.timeout, limits.left()))
+        )
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # nothing left to send: the partial is already whole
             return None
@@ -200,8 +219,9 @@ def _start_of(resp, have: int, length: Optional[int]) -> tuple[int, Optional[int
     start = int(m.group(1)) if m else None
     if not have or start != have or (length is not None and length != int(m.group(2)) - start + 1):
         # resuming elsewhere than where the partial ends would splice two pieces of different bytes
-        raise _Transient(f"the server resumed at {resp.headers.get('Content-Range')!r:.60}, not at byte {have}; "
-                         f"starting over")
+        raise _Transient(
+            f"the server resumed at {resp.headers.get('Content-Range')!r:.60}, not at byte {have}; starting over"
+        )
     total = None if m.group(3) == "*" else int(m.group(3))
     return have, total if total is not None else None if length is None else have + length
 
@@ -232,8 +252,9 @@ def _transfer(url: str, partial: Path, on_progress: Optional[ProgressFn], limits
             raise
 
 
-def _stream(resp, partial: Path, have: int, total: Optional[int], url: str, on_progress: Optional[ProgressFn],
-            limits: _Limits) -> None:
+def _stream(
+    resp, partial: Path, have: int, total: Optional[int], url: str, on_progress: Optional[ProgressFn], limits: _Limits
+) -> None:
     done = have
     window_start, window_done = time.monotonic(), done
     with open(partial, "ab" if have else "wb") as f:
@@ -255,8 +276,9 @@ def _stream(resp, partial: Path, have: int, total: Optional[int], url: str, on_p
                     raise _Deadline
                 if now - window_start >= limits.window:
                     if done - window_done < limits.min_rate * limits.window:
-                        raise _Transient(f"the server sent only {done - window_done} bytes in "
-                                         f"{now - window_start:.0f} s")
+                        raise _Transient(
+                            f"the server sent only {done - window_done} bytes in {now - window_start:.0f} s"
+                        )
                     window_start, window_done = now, done
         except (OSError, http.client.HTTPException) as e:
             if limits.left() <= 0:

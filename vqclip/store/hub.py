@@ -47,8 +47,14 @@ class VQGANFiles:
         return dict(self.sha256).get(kind)
 
 
-def resolve_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str] = None, download: bool = False,
-                  mirror: Optional[str] = None, on_progress: Optional[ProgressFn] = None) -> VQGANFiles:
+def resolve_vqgan(
+    spec: str,
+    ckpt: Optional[str] = None,
+    ckpt_dir: Optional[str] = None,
+    download: bool = False,
+    mirror: Optional[str] = None,
+    on_progress: Optional[ProgressFn] = None,
+) -> VQGANFiles:
     """A registry name, a user model name or a taming yaml -> its verified files, each file hashed at most once.
 
     With download, a registry VQGAN whose files are missing is fetched first (never when offline). Files of named
@@ -64,16 +70,25 @@ def resolve_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str]
         return VQGANFiles(where.name, where.config, where.ckpt, where.ckpt)
     base = checkpoints_dir(ckpt_dir)
     entry = VQGAN_MODELS.get(spec)
-    hint = f"; run `vqclip models download {spec} --force` to fetch it again" if entry else \
-        f"; delete it, or add the model again with `vqclip models add {spec}`"
+    hint = (
+        f"; run `vqclip models download {spec} --force` to fetch it again"
+        if entry
+        else f"; delete it, or add the model again with `vqclip models add {spec}`"
+    )
     for kind, path in (("yaml", where.config), ("ckpt", where.ckpt)):
         if kind not in digests:
             source = entry.sources.get(kind) if entry else None
             digests[kind] = integrity.verify(path, base, source.sha256 if source else None, hint=hint)
     cached = integrity.cached_weights(base, digests["ckpt"])
     # a checkpoint not yet cached is cached by the run's first load (`cache_loaded`), never read just for that
-    return VQGANFiles(where.name, where.config, cached or where.ckpt, where.ckpt, tuple(sorted(digests.items())),
-                      cache_dir=str(base) if cached is None and where.ckpt.suffix != ".safetensors" else None)
+    return VQGANFiles(
+        where.name,
+        where.config,
+        cached or where.ckpt,
+        where.ckpt,
+        tuple(sorted(digests.items())),
+        cache_dir=str(base) if cached is None and where.ckpt.suffix != ".safetensors" else None,
+    )
 
 
 def cache_loaded(files: VQGANFiles, model, digest: Optional[str] = None) -> None:
@@ -82,15 +97,22 @@ def cache_loaded(files: VQGANFiles, model, digest: Optional[str] = None) -> None
     if files.cache_dir is None:
         return
     try:
-        convert_to_safetensors(files.config, files.ckpt, files.cache_dir, digest=digest or files.digest("ckpt"),
-                               model=model)
+        convert_to_safetensors(
+            files.config, files.ckpt, files.cache_dir, digest=digest or files.digest("ckpt"), model=model
+        )
     except OSError as e:  # only a cache: the run goes on from the checkpoint it has loaded
         logging.getLogger("vqclip").warning(f"could not cache {files.ckpt.name} as safetensors ({e.strerror or e})")
 
 
-def download_vqgan(name: str, ckpt_dir: Optional[str] = None, mirror: Optional[str] = None,
-                   on_progress: Optional[ProgressFn] = None, convert: bool = True, force: bool = False,
-                   **fetch_options) -> tuple[Path, Path]:
+def download_vqgan(
+    name: str,
+    ckpt_dir: Optional[str] = None,
+    mirror: Optional[str] = None,
+    on_progress: Optional[ProgressFn] = None,
+    convert: bool = True,
+    force: bool = False,
+    **fetch_options,
+) -> tuple[Path, Path]:
     """Fetch the yaml and ckpt of a registry VQGAN that are not there yet; both end up verified and locked.
 
     With convert, the used weights are also cached as safetensors (see `convert_to_safetensors`). With force,
@@ -104,8 +126,14 @@ def download_vqgan(name: str, ckpt_dir: Optional[str] = None, mirror: Optional[s
     return config, ckpt
 
 
-def _fetch_missing(name: str, ckpt_dir: Optional[str], mirror: Optional[str], on_progress: Optional[ProgressFn],
-                   force: bool = False, **fetch_options) -> dict[str, str]:
+def _fetch_missing(
+    name: str,
+    ckpt_dir: Optional[str],
+    mirror: Optional[str],
+    on_progress: Optional[ProgressFn],
+    force: bool = False,
+    **fetch_options,
+) -> dict[str, str]:
     """Verify the present files of a registry VQGAN and download the missing ones; their hashes by kind.
 
     A file without a published hash is locked only once it loads (the yaml as a taming config, the checkpoint
@@ -122,34 +150,60 @@ def _fetch_missing(name: str, ckpt_dir: Optional[str], mirror: Optional[str], on
     for kind, filename in zip(("yaml", "ckpt"), entry.files):
         dest, source = base / filename, entry.sources[kind]
         if dest.is_file() and not force:
-            digests[kind] = integrity.verify(dest, base, source.sha256,
-                                             hint=f"; run `vqclip models download {name} --force` to fetch it again")
+            digests[kind] = integrity.verify(
+                dest, base, source.sha256, hint=f"; run `vqclip models download {name} --force` to fetch it again"
+            )
             continue
         if is_offline():
-            raise ModelFilesMissing(f"VQGAN {name}: {dest} is missing and offline mode forbids downloading it; "
-                                    f"run `vqclip models download {name}` where there is network, or copy it there")
+            raise ModelFilesMissing(
+                f"VQGAN {name}: {dest} is missing and offline mode forbids downloading it; "
+                f"run `vqclip models download {name}` where there is network, or copy it there"
+            )
         entry_before = integrity.recorded(dest, base) or {}
         known = source.sha256 or (None if force else entry_before.get("sha256"))
-        recover = "" if source.sha256 or not known else \
-            (f"; if the first download (recorded {entry_before.get('recorded', '?')}) was bad, run "
-             f"`vqclip models download {name} --force`")
+        recover = (
+            ""
+            if source.sha256 or not known
+            else (
+                f"; if the first download (recorded {entry_before.get('recorded', '?')}) was bad, run "
+                f"`vqclip models download {name} --force`"
+            )
+        )
         options = {"max_bytes": max_bytes(entry, kind), "deadline": deadline(entry, kind), **fetch_options}
         accept = None if known else loads_as(kind, config, name, loaded)
-        digests[kind] = fetch(with_mirror(source.urls, filename, mirror), dest, known, on_progress,
-                              accept=accept, recover=recover, reuse=not force, **options)
+        digests[kind] = fetch(
+            with_mirror(source.urls, filename, mirror),
+            dest,
+            known,
+            on_progress,
+            accept=accept,
+            recover=recover,
+            reuse=not force,
+            **options,
+        )
         if force and entry_before.get("sha256") not in (None, digests[kind]):
-            log.warning(f"{dest.name} differs from the file recorded on {entry_before.get('recorded', '?')}; "
-                        f"the lock now records the new one")
-        integrity.record(dest, base, digests[kind], source="registry" if source.sha256 else
-                         "forced download" if force else "first download")
+            log.warning(
+                f"{dest.name} differs from the file recorded on {entry_before.get('recorded', '?')}; "
+                f"the lock now records the new one"
+            )
+        integrity.record(
+            dest,
+            base,
+            digests[kind],
+            source="registry" if source.sha256 else "forced download" if force else "first download",
+        )
     if "model" in loaded:  # cache the weights from the check's own load: the first run then loads in ~1 s
-        cache_loaded(VQGANFiles(name, config, base / entry.files[1], base / entry.files[1], cache_dir=str(base)),
-                     loaded["model"], digests["ckpt"])
+        cache_loaded(
+            VQGANFiles(name, config, base / entry.files[1], base / entry.files[1], cache_dir=str(base)),
+            loaded["model"],
+            digests["ckpt"],
+        )
     return digests
 
 
-def convert_to_safetensors(config: Path, ckpt: Path, ckpt_dir: Optional[str] = None,
-                           digest: Optional[str] = None, model=None) -> Path:
+def convert_to_safetensors(
+    config: Path, ckpt: Path, ckpt_dir: Optional[str] = None, digest: Optional[str] = None, model=None
+) -> Path:
     """Cache the parts generation uses (encoder, quantiser, decoder) of a checkpoint as safetensors.
 
     Reading it skips the pickle and the optimizer state official checkpoints carry (~3x the weights), and it
@@ -169,8 +223,11 @@ def convert_to_safetensors(config: Path, ckpt: Path, ckpt_dir: Optional[str] = N
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(dest)  # two processes converting at once each write their own file; one rename wins whole
     try:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-                  metadata={"source_sha256": digest, "format": "vqclip-vqgan"})
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(tmp),
+            metadata={"source_sha256": digest, "format": "vqclip-vqgan"},
+        )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -185,8 +242,15 @@ def download_clip(spec: str, ckpt_dir: Optional[str] = None) -> Path:
     return fetch_clip(spec, str(checkpoints_dir(ckpt_dir) / "clip"))
 
 
-def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = None, description: str = "",
-              check: bool = True, official: bool = False) -> UserModel:
+def add_vqgan(
+    name: str,
+    config: Path,
+    ckpt: Path,
+    ckpt_dir: Optional[str] = None,
+    description: str = "",
+    check: bool = True,
+    official: bool = False,
+) -> UserModel:
     """Record a user's VQGAN by name (after loading it once, unless check=False) and lock its files' hashes.
 
     official: the files are a built-in model's, found elsewhere (`models import`), and are recorded by its name.
@@ -204,8 +268,7 @@ def add_vqgan(name: str, config: Path, ckpt: Path, ckpt_dir: Optional[str] = Non
         load_vqgan(config, ckpt, name=name)
     base = checkpoints_dir(ckpt_dir)
     source = "models import" if official else "models add"
-    digests = [integrity.record(p, base, integrity.sha256_file(p), source=source)["sha256"]
-               for p in (config, ckpt)]
+    digests = [integrity.record(p, base, integrity.sha256_file(p), source=source)["sha256"] for p in (config, ckpt)]
     if check and ckpt.suffix != ".safetensors":
         convert_to_safetensors(config, ckpt, ckpt_dir, digest=digests[1])
     path = user_models_path(ckpt_dir)

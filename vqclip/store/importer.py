@@ -101,8 +101,12 @@ def _import_clip(path: Path, base: Path) -> Imported:
     digest = sha256_file(path)
     archive = identify(digest)
     if archive is None:
-        return Imported("clip", (path,), why="a TorchScript archive that is not one OpenAI published "
-                                             "(its SHA-256 is unknown); vqclip does not read it")
+        return Imported(
+            "clip",
+            (path,),
+            why="a TorchScript archive that is not one OpenAI published "
+            "(its SHA-256 is unknown); vqclip does not read it",
+        )
     integrity.record(path, base, digest, source=f"models import: OpenAI CLIP {archive.name} (published SHA-256)")
     try:  # the hash now comes from the lock (no second hashing); the weights are read once and cached
         load_clip(f"{archive.open_clip}:{path}", ckpt_dir=str(base))
@@ -120,7 +124,9 @@ def import_models(folder: str | os.PathLike, ckpt_dir: Optional[str] = None) -> 
     found = [_import_vqgan(name, config, ckpt, base, folder) for name, config, ckpt in _pairs(folder)]
     found += [_import_clip(path, base) for path in _archives(folder)]
     if not found:
-        raise ModelFilesMissing(f"{folder} holds no VQGAN (NAME.yaml beside NAME.ckpt) and no OpenAI CLIP archive "
-                                f"(*.pt); pass the folder that holds them, e.g. VQGAN-CLIP/checkpoints or "
-                                f"~/.cache/clip")
+        raise ModelFilesMissing(
+            f"{folder} holds no VQGAN (NAME.yaml beside NAME.ckpt) and no OpenAI CLIP archive "
+            f"(*.pt); pass the folder that holds them, e.g. VQGAN-CLIP/checkpoints or "
+            f"~/.cache/clip"
+        )
     return found

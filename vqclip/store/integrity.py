@@ -48,8 +48,9 @@ def read_lock(ckpt_dir: Path) -> dict:
         if not (isinstance(files, dict) and all(isinstance(v, dict) for v in files.values())):
             raise ValueError("its files are not a mapping of records")
     except (OSError, ValueError, AttributeError, RecursionError) as e:
-        raise CheckpointError(f"{p} is unreadable ({str(e)[:80]}); fix it or delete it to trust the files again") \
-            from None
+        raise CheckpointError(
+            f"{p} is unreadable ({str(e)[:80]}); fix it or delete it to trust the files again"
+        ) from None
     return files
 
 
@@ -60,8 +61,12 @@ def recorded(path: Path, ckpt_dir: Path) -> Optional[dict]:
 def record(path: Path, ckpt_dir: Path, sha256: str, source: Optional[str] = None) -> dict:
     """Write the file's hash, size and mtime into the lock file (atomically)."""
     st = Path(path).stat()
-    entry = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-             "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    entry = {
+        "sha256": sha256,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if source:
         entry["source"] = source
     p = lock_path(ckpt_dir)
@@ -78,14 +83,20 @@ def verify(path: Path, ckpt_dir: Path, expected: Optional[str] = None, hint: str
     entry = recorded(path, ckpt_dir)
     want = expected or (entry or {}).get("sha256")
     st = path.stat()
-    if entry and entry.get("sha256") == want and entry.get("size") == st.st_size \
-            and entry.get("mtime_ns") == st.st_mtime_ns:
+    if (
+        entry
+        and entry.get("sha256") == want
+        and entry.get("size") == st.st_size
+        and entry.get("mtime_ns") == st.st_mtime_ns
+    ):
         return want  # unchanged since it was hashed
     digest = sha256_file(path)
     if want and digest != want:
         where = "the registry" if expected else f"{lock_path(ckpt_dir)} on {entry.get('recorded', '?')}"
-        raise CheckpointError(f"{path} does not match the SHA-256 recorded in {where} (expected {want[:16]}..., "
-                              f"got {digest[:16]}...); it is not used{hint or ': delete it'}")
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 recorded in {where} (expected {want[:16]}..., "
+            f"got {digest[:16]}...); it is not used{hint or ': delete it'}"
+        )
     record(path, ckpt_dir, digest, (entry or {}).get("source"))
     return digest
 

@@ -16,8 +16,7 @@ from .registry import VQGAN_MODELS, checkpoints_dir, locate_vqgan, resolve_clip,
 __all__ = ["USUAL_CLIPS", "ModelRow", "list_models"]
 
 # the CLIP choices `models list` shows; any other open_clip NAME:TAG works too
-USUAL_CLIPS = ["ViT-B-32-quickgelu:openai", "ViT-B-16:openai", "ViT-L-14:openai",
-               "ViT-B-32:laion2b_s34b_b79k", "toy"]
+USUAL_CLIPS = ["ViT-B-32-quickgelu:openai", "ViT-B-16:openai", "ViT-L-14:openai", "ViT-B-32:laion2b_s34b_b79k", "toy"]
 
 
 @dataclass
@@ -40,8 +39,11 @@ def list_models(ckpt_dir: Optional[str] = None) -> list[ModelRow]:
         where = locate_vqgan(entry.name, ckpt_dir=ckpt_dir)  # the checkpoints dir's files, or imported ones
         files = [where.config, where.ckpt]
         present = all(p.is_file() for p in files)
-        size = sum(p.stat().st_size for p in files if p.is_file()) if present else \
-            (int(entry.size_mb * 1e6) if entry.size_mb else None)
+        size = (
+            sum(p.stat().st_size for p in files if p.is_file())
+            if present
+            else (int(entry.size_mb * 1e6) if entry.size_mb else None)
+        )
         partial = sum(p.stat().st_size for f in files if (p := f.with_name(f.name + ".partial")).is_file())
         rows.append(ModelRow("vqgan", entry.name, entry.description, size, present, str(files[1]), partial))
     for m in user_models(ckpt_dir).values():

@@ -44,15 +44,24 @@ class VQGANEntry:
 
 def _load_builtin() -> list[VQGANEntry]:
     data = json.loads((Path(__file__).with_name("vqgan_models.json")).read_text())
-    return [VQGANEntry(name, m["description"], size_mb=m.get("size_mb"),
-                       sources={k: Source(tuple(f["urls"]), f.get("sha256")) for k, f in m["files"].items()})
-            for name, m in data["models"].items()]
+    return [
+        VQGANEntry(
+            name,
+            m["description"],
+            size_mb=m.get("size_mb"),
+            sources={k: Source(tuple(f["urls"]), f.get("sha256")) for k, f in m["files"].items()},
+        )
+        for name, m in data["models"].items()
+    ]
 
 
-VQGAN_MODELS = {e.name: e for e in [
-    *_load_builtin(),
-    VQGANEntry("vqgan_toy", "toy world, 32x32, f=4, trained by vqclip itself (bundled)", bundled=True),
-]}
+VQGAN_MODELS = {
+    e.name: e
+    for e in [
+        *_load_builtin(),
+        VQGANEntry("vqgan_toy", "toy world, 32x32, f=4, trained by vqclip itself (bundled)", bundled=True),
+    ]
+}
 
 # vqclip's own CLIP names; anything else goes to open_clip as it is
 CLIP_ALIASES = {"toy": "clip"}  # relative to the bundled toy folder
@@ -102,8 +111,10 @@ def user_models(ckpt_dir: Optional[str] = None) -> dict[str, UserModel]:
         return {}
     try:
         data = json.loads(p.read_text())
-        return {n: UserModel(n, Path(m["config"]), Path(m["ckpt"]), m.get("description", ""))
-                for n, m in data.get("models", {}).items()}
+        return {
+            n: UserModel(n, Path(m["config"]), Path(m["ckpt"]), m.get("description", ""))
+            for n, m in data.get("models", {}).items()
+        }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"{p} is not a vqclip user model list ({e}); fix or delete it") from None
 
@@ -143,17 +154,32 @@ def locate_vqgan(spec: str, ckpt: Optional[str] = None, ckpt_dir: Optional[str] 
         entry = VQGAN_MODELS[spec]
         folder = bundled_dir() if entry.bundled else base
         kind = "bundled" if entry.bundled else "registry" if not ckpt else "path"
-        located = Located(spec, folder / entry.files[0], override or folder / entry.files[1], kind,
-                          f"run `vqclip models download {spec}`, or put them there yourself")
+        located = Located(
+            spec,
+            folder / entry.files[0],
+            override or folder / entry.files[1],
+            kind,
+            f"run `vqclip models download {spec}`, or put them there yourself",
+        )
         imported = users.get(spec) if kind == "registry" else None
         if imported and located.missing:  # `models import` found this official model's files elsewhere
-            return Located(spec, imported.config, imported.ckpt, "user",
-                           f"it was imported from {imported.config.parent} (`vqclip models import`); import the "
-                           f"folder again, or run `vqclip models download {spec}`")
+            return Located(
+                spec,
+                imported.config,
+                imported.ckpt,
+                "user",
+                f"it was imported from {imported.config.parent} (`vqclip models import`); import the "
+                f"folder again, or run `vqclip models download {spec}`",
+            )
         return located
     if spec in users:
-        return Located(spec, users[spec].config, override or users[spec].ckpt, "user" if not ckpt else "path",
-                       f"it was added with `vqclip models add {spec}`; add it again with the files' new paths")
+        return Located(
+            spec,
+            users[spec].config,
+            override or users[spec].ckpt,
+            "user" if not ckpt else "path",
+            f"it was added with `vqclip models add {spec}`; add it again with the files' new paths",
+        )
     raise UnknownNameError("VQGAN model", spec, {*VQGAN_MODELS, *users})
 
 
