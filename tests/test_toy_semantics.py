@@ -64,6 +64,7 @@ def _red_fraction(img):
     return float(np.mean((rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)))
 
 
+@pytest.mark.slow  # ~70 s; tests/test_eval.py checks the bundled toy models' colour by default (vqclip eval)
 def test_prompted_colour_wins_with_the_trained_toy_models(tmp_path):
     hits, n = _colour_hits(tmp_path)
     assert hits / n >= 0.8, f"colour right in {hits}/{n}"
