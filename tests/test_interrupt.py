@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tiny import model_args
 from typer.testing import CliRunner
 
 from vqclip.cli import app
@@ -108,24 +109,6 @@ def test_signal_mid_run_saves_an_interrupted_png_and_exits_130(signum, tiny_mode
 # the run that was never stopped. The stopped run is a subprocess; the others run in-process (1 torch thread each).
 
 
-def _model_args(tiny_models, out):
-    return [
-        "--vqgan",
-        tiny_models["vqgan"],
-        "--clip",
-        tiny_models["clip"],
-        "--size",
-        "32",
-        "32",
-        "--cutn",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
-
-
 def _interrupt(args, tmp_path, ready):
     """Run `python -m vqclip ARGS` until ready() holds, then send SIGINT; (exit code, stderr)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", VQCLIP_CHECKPOINTS=str(tmp_path / "ckpts"))
@@ -190,7 +173,7 @@ def test_generate_stopped_by_sigint_resumes_to_the_same_pixels(tiny_models, tmp_
     ]
     folder = tmp_path / "cut" / "run"
     stderr = _interrupt(
-        ["generate", *run, *_model_args(tiny_models, tmp_path / "cut")],
+        ["generate", *run, *model_args(tiny_models, tmp_path / "cut")],
         tmp_path,
         lambda: _count(folder / "frames", "step_*.png") >= 6,
     )
@@ -200,7 +183,7 @@ def test_generate_stopped_by_sigint_resumes_to_the_same_pixels(tiny_models, tmp_
 
     resumed = CliRunner().invoke(app, ["generate", "--resume", str(folder), "--device", "cpu"])
     assert resumed.exit_code == 0, resumed.output
-    whole = CliRunner().invoke(app, ["generate", *run, *_model_args(tiny_models, tmp_path / "whole")])
+    whole = CliRunner().invoke(app, ["generate", *run, *model_args(tiny_models, tmp_path / "whole")])
     assert whole.exit_code == 0, whole.output
     final = Path(resumed.stdout.strip().splitlines()[-1])
     assert final == folder / "final.png"
@@ -226,16 +209,16 @@ def test_batch_of_two_stopped_by_sigint_resumes_each_image_to_the_same_pixels(ti
     run = ["batch", str(prompts), "--steps", "60", "--batch-size", "2", "--save-every", "1"]
     out = tmp_path / "cut"
     _interrupt(
-        [*run, *_model_args(tiny_models, out)],
+        [*run, *model_args(tiny_models, out)],
         tmp_path,
         lambda: min(_count(out, "0001-*/frames/step_*.png"), _count(out, "0002-*/frames/step_*.png")) >= 4,
     )
     stopped = read_jsonl(out / "manifest.jsonl")
     assert [r["status"] for r in stopped] == ["interrupted", "interrupted"]
 
-    again = CliRunner().invoke(app, [*run, *_model_args(tiny_models, out)])
+    again = CliRunner().invoke(app, [*run, *model_args(tiny_models, out)])
     assert again.exit_code == 0, again.output
-    whole = CliRunner().invoke(app, [*run, *_model_args(tiny_models, tmp_path / "whole")])
+    whole = CliRunner().invoke(app, [*run, *model_args(tiny_models, tmp_path / "whole")])
     assert whole.exit_code == 0, whole.output
     done = [r for r in read_jsonl(out / "manifest.jsonl") if r["status"] == "done"]
     reference = read_jsonl(tmp_path / "whole" / "manifest.jsonl")
@@ -271,7 +254,7 @@ def test_animation_stopped_by_sigint_resumes_from_its_last_frame(tiny_models, tm
     ]
     folder = tmp_path / "cut" / "anim"
     stderr = _interrupt(
-        [*run, *_model_args(tiny_models, tmp_path / "cut")],
+        [*run, *model_args(tiny_models, tmp_path / "cut")],
         tmp_path,
         lambda: _count(folder / "frames", "frame_*.png") >= 4,
     )
@@ -281,7 +264,7 @@ def test_animation_stopped_by_sigint_resumes_from_its_last_frame(tiny_models, tm
     # --save-frames is kept from the stopped run without being given again
     resumed = CliRunner().invoke(app, ["animate", "--resume", str(folder)])
     assert resumed.exit_code == 0, resumed.output
-    whole = CliRunner().invoke(app, [*run, *_model_args(tiny_models, tmp_path / "whole")])
+    whole = CliRunner().invoke(app, [*run, *model_args(tiny_models, tmp_path / "whole")])
     assert whole.exit_code == 0, whole.output
     frames = sorted((folder / "frames").iterdir())
     assert [p.name for p in frames] == [f"frame_{k:05d}.png" for k in range(40)]

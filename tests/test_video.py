@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import model_args
 from typer.testing import CliRunner
 
 from vqclip.animate import Motion, warp
@@ -25,24 +26,6 @@ def mp4_frames(path):
         return [frame.mean(axis=(0, 1)) for frame in reader], reader.get_meta_data()["fps"]
     finally:
         reader.close()
-
-
-def model_args(tiny_models, out):
-    return [
-        "--vqgan",
-        tiny_models["vqgan"],
-        "--clip",
-        tiny_models["clip"],
-        "--size",
-        "32",
-        "32",
-        "--cutn",
-        "2",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
 
 
 def test_batch_video_per_prompt_has_expected_frames(tiny_models, tmp_path):

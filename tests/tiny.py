@@ -73,3 +73,22 @@ def write_clip(folder: Path, seed: int = 0) -> Path:
     model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return folder
+
+
+def model_args(tiny_models: dict, out) -> list[str]:
+    """The CLI options of a run on the tiny models (as the tiny_models fixture gives them), 32x32, 2 cutouts, CPU."""
+    return [
+        "--vqgan",
+        tiny_models["vqgan"],
+        "--clip",
+        tiny_models["clip"],
+        "--size",
+        "32",
+        "32",
+        "--cutn",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
