@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from tiny import model_args
 from typer.testing import CliRunner
 
 from vqclip import judge
@@ -24,19 +25,7 @@ def animate(tiny_models, out, *args):
         [
             "animate",
             *args,
-            "--vqgan",
-            tiny_models["vqgan"],
-            "--clip",
-            tiny_models["clip"],
-            "--size",
-            "32",
-            "32",
-            "--cutn",
-            "2",
-            "--device",
-            "cpu",
-            "--out",
-            str(out),
+            *model_args(tiny_models, out),
             "--steps",
             "2",
             "--steps-per-frame",

@@ -9,29 +9,15 @@ import sys
 
 import numpy as np
 import pytest
+import tiny
 from PIL import Image
-
-from vqclip.config import resolve
 
 IPython = pytest.importorskip("IPython")  # the [test] extra installs it
 
 
 def tiny_cfg(tiny_models, tmp_path, **options):
-    return resolve(
-        options={
-            "prompt": "a red circle",
-            "model.vqgan": tiny_models["vqgan"],
-            "model.clip": [tiny_models["clip"]],
-            "width": 32,
-            "height": 32,
-            "cutouts.cutn": 2,
-            "device": "cpu",
-            "seed": 1,
-            "output.dir": str(tmp_path / "out"),
-            "optim.lr": 0.5,
-            **options,
-        }
-    )
+    # tiny models change their codes within a few steps at lr 0.5
+    return tiny.tiny_cfg(tiny_models, tmp_path, **{"optim.lr": 0.5, **options})
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ writer's result and how the loop ended; on tiny real models through vqclip.run, 
 from __future__ import annotations
 
 import pytest
+from tiny import tiny_cfg
 
-from vqclip.config import resolve
 from vqclip.observe import Observer
 from vqclip.runner import run
 from vqclip.writer import Interrupted, Layout
@@ -39,23 +39,6 @@ class Recorder(Observer):
 
     def of(self, kind):
         return [c[1:] for c in self.calls if c[0] == kind]
-
-
-def tiny_cfg(tiny_models, tmp_path, **options):
-    return resolve(
-        options={
-            "prompt": "a red circle",
-            "model.vqgan": tiny_models["vqgan"],
-            "model.clip": [tiny_models["clip"]],
-            "width": 32,
-            "height": 32,
-            "cutouts.cutn": 2,
-            "device": "cpu",
-            "seed": 1,
-            "output.dir": str(tmp_path / "out"),
-            **options,
-        }
-    )
 
 
 @pytest.mark.parametrize("save_every, steps", [(3, 7), (4, 8), (0, 5)])

@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+import tiny
 import torch
 from browser import Browser, need_chromium
 from PIL import Image
 from typer.testing import CliRunner
 
 from vqclip.cli import app
-from vqclip.config import resolve
 from vqclip.preview import live, open_preview
 from vqclip.preview.state import LiveState
 from vqclip.runner import run
@@ -92,21 +92,8 @@ class SSEClient:
 
 
 def tiny_cfg(tiny_models, tmp_path, **options):
-    return resolve(
-        options={
-            "prompt": "a red circle",
-            "model.vqgan": tiny_models["vqgan"],
-            "model.clip": [tiny_models["clip"]],
-            "width": 32,
-            "height": 32,
-            "cutouts.cutn": 2,
-            "device": "cpu",
-            "seed": 1,
-            "output.dir": str(tmp_path / "out"),
-            "optim.lr": 0.5,
-            **options,
-        }
-    )  # tiny models change their codes within a few steps at 0.5
+    # tiny models change their codes within a few steps at lr 0.5
+    return tiny.tiny_cfg(tiny_models, tmp_path, **{"optim.lr": 0.5, **options})
 
 
 def decode(url: str) -> np.ndarray:

@@ -92,3 +92,21 @@ def model_args(tiny_models: dict, out) -> list[str]:
         "--out",
         str(out),
     ]
+
+
+def tiny_cfg(tiny_models: dict, tmp_path, **options):
+    """A resolved Config of a run on the tiny models, 32x32, 2 cutouts, CPU, seed 1, outputs under tmp_path/out."""
+    from vqclip.config import resolve
+
+    base = {
+        "prompt": "a red circle",
+        "model.vqgan": tiny_models["vqgan"],
+        "model.clip": [tiny_models["clip"]],
+        "width": 32,
+        "height": 32,
+        "cutouts.cutn": 2,
+        "device": "cpu",
+        "seed": 1,
+        "output.dir": str(tmp_path / "out"),
+    }
+    return resolve(options={**base, **options})
