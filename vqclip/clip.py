@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import clip_fused, openai_clip
+from .clip_import import ensure_timm, import_open_clip
 from .clip_weights import Weights, check_file, find_openai, load_weights, weights_in_dir
 from .errors import CheckpointError, DownloadError, ModelFilesMissing, UnknownNameError, UsageError, first_line
 from .offline import is_offline
@@ -147,9 +148,7 @@ def _open_clip():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if "huggingface_hub" in sys.modules:  # imported already: it read the variable then, so tell it now
             sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
-    import open_clip
-
-    return open_clip
+    return import_open_clip()
 
 
 def register_clip_architectures(folder: str | os.PathLike) -> None:
@@ -210,6 +209,7 @@ def check_clip(spec: str | ClipSpec | ClipRef, ckpt_dir: Optional[str] = None) -
 
 def _quiet_create(open_clip, name: str, **kwargs):
     """open_clip.create_model without weights, minus its root-logger warning that none were loaded."""
+    ensure_timm(open_clip, name)
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -250,6 +250,7 @@ def _from_tag(open_clip, ref: ClipRef, cache_dir: Optional[str]):
     cs, name, pretrained = ref.spec, ref.spec.model, ref.pretrained
     try:
         # a tag's weights are loaded strictly by open_clip: skip their random init (none without a tag)
+        ensure_timm(open_clip, name)
         with skipped_init() if pretrained else contextlib.nullcontext():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained, device="cpu", cache_dir=cache_dir

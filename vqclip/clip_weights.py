@@ -169,7 +169,8 @@ def load_weights(model: torch.nn.Module, w: Weights, name: str) -> None:
             f"CLIP weights {w.source} do not fit {name} ({what}); they are another architecture: "
             f"pass the model name they were trained as, NAME:{w.source}"
         )
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    # the file's tensors become the weights (no copy) where they have the model's dtype (e.g. float16 is cast)
+    model.load_state_dict({k: state[k].to(own[k].dtype) for k in own}, strict=True, assign=True)
     if w.cache_dir is not None:
         _cache(w, {k: state[k] for k in own})
 
