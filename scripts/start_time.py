@@ -48,17 +48,20 @@ def write_models(folder: Path) -> Path:
     return clip_file
 
 
-def first_step(cmd: list[str], env: dict) -> tuple[float, float, float]:
-    """(seconds to the first step, seconds to exit, child CPU seconds) of one run of cmd."""
+def first_step(cmd: list[str], env: dict) -> tuple[float, float, float, float]:
+    """(seconds to the first step, seconds to exit, child CPU seconds, seconds to the loop's start) of one run
+    of cmd. The loop starts when its bar first shows 0/2 (models loaded, nothing computed yet)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    seen, at = b"", None
+    seen, at, begun = b"", None, None
     while True:
         chunk = proc.stderr.read1(4096)
         if not chunk:
             break
         seen = (seen + chunk)[-4096:]
+        if begun is None and b" 0/2 " in seen:
+            begun = time.perf_counter() - start
         if at is None and b" 1/2 " in seen:
             at = time.perf_counter() - start
     code = proc.wait()
@@ -66,7 +69,8 @@ def first_step(cmd: list[str], env: dict) -> tuple[float, float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0 or at is None:
         sys.exit(f"generate failed (exit {code}): {seen.decode(errors='replace')[-600:]}")
-    return at, total, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return at, total, cpu, begun if begun is not None else at
 
 
 def main() -> None:
@@ -110,14 +114,16 @@ def main() -> None:
     for i in range(args.runs):
         runs.append(first_step(cmd, env))
         print(
-            f"run {i + 1}: first step {runs[-1][0]:.2f} s, exit {runs[-1][1]:.2f} s, CPU {runs[-1][2]:.2f} s, "
+            f"run {i + 1}: loop start {runs[-1][3]:.2f} s, first step {runs[-1][0]:.2f} s, exit {runs[-1][1]:.2f} s, "
+            f"CPU {runs[-1][2]:.2f} s, "
             f"load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
     shutil.rmtree(out, ignore_errors=True)
-    med = [statistics.median(r[k] for r in runs) for k in range(3)]
+    med = [statistics.median(r[k] for r in runs) for k in range(4)]
     print(
-        f"median of {len(runs)}: command to first step {med[0]:.2f} s (to exit {med[1]:.2f} s), "
+        f"median of {len(runs)}: command to loop start {med[3]:.2f} s, to first step {med[0]:.2f} s (to exit "
+        f"{med[1]:.2f} s), "
         f"CPU {med[2]:.2f} s; load (1 min) {os.getloadavg()[0]:.2f}"
     )
 

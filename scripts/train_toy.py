@@ -153,14 +153,27 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def adversarial(model, x: torch.Tensor, text_emb, groups, scale, eps: float, normalise) -> torch.Tensor:
-    """x moved by an L2 step of size eps (per image) up the loss: a one-step attack, trained on so that the
-    loss's gradient with respect to pixels points at what the caption means rather than at invisible noise."""
-    x = x.detach().requires_grad_(True)
-    emb = F.normalize(model.encode_image(normalise(x)), dim=-1)
-    (grad,) = torch.autograd.grad(grouped_loss(emb, text_emb.detach(), groups, scale.detach()), x)
-    step = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-    return (x + eps * step).detach()
+def adversarial(model, x: torch.Tensor, text_emb, groups, scale, eps: float, normalise, steps: int = 1):
+    """x moved up the loss within an L2 ball of radius eps (per image): projected gradient ascent (PGD) of
+    `steps` steps of 2.5 eps / steps each. Training on these makes the loss's gradient with respect to pixels
+    point at what the caption means (a shape's edges) rather than at invisible noise, which is what the
+    generate loop follows."""
+    x0 = x.detach()
+    text_emb, scale = text_emb.detach(), scale.detach()
+    step_size = eps if steps == 1 else 2.5 * eps / steps
+    adv = x0.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        emb = F.normalize(model.encode_image(normalise(adv)), dim=-1)
+        (grad,) = torch.autograd.grad(grouped_loss(emb, text_emb, groups, scale), adv)
+        adv = adv.detach() + step_size * grad / per_image_norm(grad)
+        delta = adv - x0
+        adv = (x0 + delta * (eps / per_image_norm(delta)).clamp(max=1.0)).clamp(0, 1)  # images stay images
+    return adv.detach()
+
+
+def per_image_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
 
 def train_clip(args, arch: str, seed: int):
@@ -188,7 +201,7 @@ def train_clip(args, arch: str, seed: int):
         text_emb = F.normalize(model.encode_text(tokens), dim=-1)
         scale = model.logit_scale.exp().clamp(max=100)
         if args.clip_eps > 0:
-            x = torch.cat([x, adversarial(model, x, text_emb, groups, scale, args.clip_eps, normalise)])
+            x = torch.cat([x, adversarial(model, x, text_emb, groups, scale, args.clip_eps, normalise, args.clip_pgd)])
             groups = [(texts, torch.cat([match, match])) for texts, match in groups]
         image_emb = F.normalize(model.encode_image(normalise(x)), dim=-1)
         loss = grouped_loss(image_emb, text_emb, groups, scale)
@@ -359,6 +372,18 @@ def run_vqgan(args) -> None:
     print(f"vqgan trained in {seconds:.0f}s ({cpu:.0f}s CPU); reloaded: {metrics}", flush=True)
 
 
+def measure(args) -> None:
+    """The metrics of models already in args.out (the bundled ones by default), as after training."""
+    if args.only in (None, "clip") and (args.out / "clip").is_dir():
+        metrics = clip_accuracy(
+            load_clip(f"local-dir:{args.out / 'clip'}"), args.eval_images, eval_seed(args), args.size
+        )
+        print(f"clip {args.out / 'clip'}: {metrics}", flush=True)
+    if args.only in (None, "vqgan") and (args.out / "vqgan_toy.yaml").is_file():
+        loaded = load_vqgan(args.out / "vqgan_toy.yaml", args.out / "vqgan_toy.ckpt")
+        print(f"vqgan {args.out}: {vqgan_metrics(loaded, args.eval_images, eval_seed(args), args.size)}", flush=True)
+
+
 def eval_seed(args) -> int:
     return 10**9 + args.seed  # never a training batch seed
 
@@ -383,17 +408,26 @@ def main() -> None:
     p.add_argument("--clip-crops", type=int, default=3, help="loop cutouts per canvas (besides the whole canvas)")
     p.add_argument("--clip-lr", type=float, default=2e-3)
     p.add_argument("--clip-negatives", type=int, default=0, help="negative canvases per batch, captioned 'nothing'")
-    p.add_argument("--clip-eps", type=float, default=0.0, help="L2 size of the adversarial step (0: none)")
+    p.add_argument("--clip-eps", type=float, default=0.0, help="L2 radius of the adversarial views (0: none)")
+    p.add_argument("--clip-pgd", type=int, default=1, help="projected gradient steps of each adversarial view")
     p.add_argument("--vqgan-steps", type=int, default=1200)
     p.add_argument("--vqgan-batch", type=int, default=32)
     p.add_argument("--vqgan-codes", type=int, default=256, help="codebook size")
     p.add_argument("--vqgan-loss", choices=["l1", "mse"], default="mse")
     p.add_argument("--vqgan-crop", type=int, default=32, help="train on random crops of this side")
     # 32 channels at the two upper levels: the decoder's full-resolution convolutions are most of a loop step
-    p.add_argument("--vqgan-ch-mult", type=int, nargs=3, default=[1, 1, 2])
+    p.add_argument(
+        "--vqgan-ch-mult", type=int, nargs="+", default=[1, 1, 2], help="one entry per level: f = 2^(levels-1)"
+    )
     p.add_argument("--eval-images", type=int, default=600)
+    p.add_argument(
+        "--measure", action="store_true", help="train nothing: reload the models in --out and print their metrics"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.measure:
+        measure(args)
+        return
     if args.only in (None, "clip"):
         run_clip(args)
     if args.only in (None, "vqgan"):
