@@ -15,28 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vqclip import judge, toy
 from vqclip.clip import load_clip
 from vqclip.cutouts import make_cutouts
-
-
-def spherical_loss(emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """The loop's distance: squared great-circle distance between normalised embeddings."""
-    return (F.normalize(emb, dim=-1) - text).norm(dim=-1).div(2).arcsin().pow(2).mul(2).mean()
+from vqclip.ops import spherical_dist
 
 
 def probe(perceptor, caption: str, args) -> torch.Tensor:
     torch.manual_seed(args.seed)
-    text = F.normalize(perceptor.encode_text([caption]), dim=-1)
+    text = perceptor.encode_text([caption])
     side = args.size
     x = (0.5 + 0.05 * torch.randn(1, 3, side, side)).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=args.lr)
     for step in range(args.steps):
         gens = [torch.Generator().manual_seed(args.seed * 100_003 + step)]
         cuts = make_cutouts(x.clamp(0, 1), perceptor.input_size, args.cutn, 1.0, tuple(args.augments), gens)
-        loss = spherical_loss(perceptor.encode_image(cuts), text)
+        loss = spherical_dist(perceptor.encode_image(cuts), text).mean()  # the loop's distance
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

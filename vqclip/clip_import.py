@@ -43,17 +43,17 @@ def _model_cfg(open_clip, build: str) -> dict | None:
             ]
         except (OSError, ValueError, KeyError, TypeError):
             return None  # open_clip's own reading reports what is wrong with the folder
-    if build.startswith("hf-hub:"):
-        return None  # its config is fetched by open_clip; assume it may need timm
     return open_clip.get_model_config(build)
 
 
 def needs_timm(open_clip, build: str) -> bool:
     """Whether building `build` (an open_clip name or schema) may need timm: a timm vision tower, or a config
     vqclip cannot read before open_clip does."""
+    if build.startswith("hf-hub:"):
+        return True  # its config is fetched by open_clip, after this
     cfg = _model_cfg(open_clip, build)
     if not isinstance(cfg, dict):
-        return build.startswith("hf-hub:")
+        return False
     vision = cfg.get("vision_cfg")
     return isinstance(vision, dict) and bool(vision.get("timm_model_name"))
 
