@@ -72,3 +72,45 @@ def test_a_near_miss_keeps_its_best_fit():
     for colour, shape in (("red", "circle"), ("green", "square"), ("yellow", "triangle")):
         verdict = judge.judge(toy.render(colour, shape, np.random.default_rng(4), 64))
         assert verdict.shape == verdict.fit == shape
+
+
+def _textured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The fill's chroma varies by up to 15% from pixel to pixel, as a decoder's flat regions do."""
+    grey = img.mean(axis=2, keepdims=True)
+    gain = rng.uniform(0.85, 1.0, img.shape[:2])[:, :, None]
+    return np.clip(grey + (img - grey) * gain, 0, 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "degrade",
+    [
+        pytest.param(lambda img, rng: toy.blur(img, 0.6).round().astype(np.uint8), id="blur-0.6px"),
+        pytest.param(_textured, id="textured-fill"),
+    ],
+)
+def test_judge_still_names_shapes_a_person_reads_at_a_glance(degrade):
+    """Degradations a person ignores (a slightly soft edge, a textured fill) keep the shape's name at 64 px, and
+    mostly at 32 px, where a 0.6 px blur already rounds the corners of the smallest shapes."""
+    rng = np.random.default_rng(11)
+    for size, floor in ((64, 0.95), (32, 0.85)):
+        pairs = [(s, degrade(toy.render(c, s, rng, size, (0.3, 0.8)), rng)) for c in toy.COLOURS for s in toy.SHAPES]
+        pairs += [(s, degrade(toy.render(c, s, rng, size, (0.3, 0.8)), rng)) for c in toy.COLOURS for s in toy.SHAPES]
+        assert np.mean([judge.judge(img).shape == s for s, img in pairs]) >= floor, (size, degrade)
+
+
+def test_judge_names_the_shapes_in_the_bundled_vqgans_reconstructions():
+    """Encode and decode fresh renders with the bundled toy VQGAN: a person reads the shapes at a glance (rounded
+    corners, softer edges, textured fills), and so must the judge, or no generation could ever be named. Measured
+    0.84 on 120 (TRAINING.md); a soft-IoU-only judge named 3% of them."""
+    from pathlib import Path
+
+    from vqclip.vqgan import load_vqgan
+
+    toy_dir = Path(__file__).resolve().parents[1] / "checkpoints" / "toy"
+    model = load_vqgan(toy_dir / "vqgan_toy.yaml", toy_dir / "vqgan_toy.ckpt")
+    images, captions = toy.sample(48, 10**9 + 5, 32)
+    with torch.no_grad():
+        recon = ((model.decode(model.encode(images * 2 - 1)) + 1) / 2).clamp(0, 1)
+    verdicts = [judge.judge(r) for r in recon]
+    assert np.mean([v.colour == c.split()[1] for v, c in zip(verdicts, captions)]) >= 0.95
+    assert np.mean([v.shape == c.split()[2] for v, c in zip(verdicts, captions)]) >= 0.75

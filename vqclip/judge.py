@@ -2,8 +2,10 @@
 
 Colour: the hue that carries most of the image's saturated chroma, unless a second hue carries a good part of
 it too. Shape: the main blob of that colour, fitted by an ideal circle, square and triangle (moment-matched,
-a few rotations); the best soft IoU names the shape if it is high enough, the edge is crisp and no second
-blob competes. Every threshold sits between what the renderer's own images and the negatives of
+a few rotations), both as a soft mask (its chroma) and as an outline (the blob itself); the best IoU names the
+shape if it is high enough, the edge is crisp and no second blob competes. The outline fit lets a shape drawn
+with a textured fill or a slightly soft edge (a VQGAN's reconstruction of a render, which a person reads at a
+glance) count as that shape; the edge test alone decides how soft is too soft. Every threshold sits between what the renderer's own images and the negatives of
 `vqclip.toy.NEGATIVES` measure (tests/test_judge.py; figures in checkpoints/toy/TRAINING.md).
 """
 
@@ -22,8 +24,8 @@ HUES = {"red": 0.0, "yellow": 60.0, "green": 120.0, "blue": 240.0}
 MIN_CHROMA, MIN_SATURATION = 50.0, 0.3  # grey noise and washed-out pixels carry no colour
 MIN_AREA = 0.015  # a blob under 1.5% of the image is too small to name (a 0.3-side triangle is 4.5%)
 MAX_MIX = 0.3  # a second hue with 30% of the first's chroma mass: two colours, none named
-MIN_IOU = 0.87  # renders fit their ideal shape at >= 0.89 soft IoU (32 px), blobs at <= 0.855 (TRAINING.md)
-MAX_EDGE = 3.5  # edge rise in px: renders <= 3.0 (a step), blurred negatives >= 3.9 at 32 px, >= 7 at 64 px
+MIN_IOU = 0.87  # renders fit their ideal shape at >= 0.88 (32 px), blobs at <= 0.865 (TRAINING.md)
+MAX_EDGE = 3.8  # edge rise in px: renders <= 3.3, VQGAN reconstructions <= 4.0, blurred negatives >= 3.9 (32 px)
 MAX_RIVAL = 0.15  # a second blob (any colour) with 15% of the main blob's area: two shapes
 ANGLES = np.radians(np.arange(-15, 16, 5))  # CLIP's views are rotated up to 15 degrees, so shapes may be too
 _SUPERSAMPLE = 2
@@ -33,7 +35,7 @@ _SUPERSAMPLE = 2
 class Verdict:
     colour: str  # a COLOURS entry or "none"
     shape: str  # a SHAPES entry or "none"
-    iou: float = 0.0  # soft IoU of the main blob with its best-fitting ideal shape
+    iou: float = 0.0  # IoU of the main blob (soft mask or outline, the better) with its best-fitting ideal shape
     edge: float = 0.0  # pixels the edge takes to rise from background to shape (see edge_width)
     fit: str = "none"  # the best-fitting ideal shape, thresholds aside: a diagnostic of a near miss, not a verdict
 
@@ -176,7 +178,7 @@ def judge(img) -> Verdict:
     main = blobs[0]
     rivals = [c.sum() for c in components((labels >= 0) & ~_dilate(main, 2))]
     strength = strength * _dilate(main, 2)  # the main blob and its soft edge; specks elsewhere are ignored
-    shape, iou = best_fit(strength)
+    shape, iou = max(best_fit(strength), best_fit(main.astype(float)), key=lambda fit: fit[1])  # soft, outline
     edge = edge_width(strength, main)
     if iou < MIN_IOU or edge > MAX_EDGE or (rivals and rivals[0] > MAX_RIVAL * main.sum()):
         return Verdict(colour, NONE, iou, edge, shape)
