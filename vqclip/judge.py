@@ -5,8 +5,9 @@ it too. Shape: the main blob of that colour, fitted by an ideal circle, square a
 a few rotations), both as a soft mask (its chroma) and as an outline (the blob itself); the best IoU names the
 shape if it is high enough, the edge is crisp and no second blob competes. The outline fit lets a shape drawn
 with a textured fill or a slightly soft edge (a VQGAN's reconstruction of a render, which a person reads at a
-glance) count as that shape; the edge test alone decides how soft is too soft. Every threshold sits between what the renderer's own images and the negatives of
-`vqclip.toy.NEGATIVES` measure (tests/test_judge.py; figures in checkpoints/toy/TRAINING.md).
+glance) count as that shape; the edge test alone decides how soft is too soft. Every threshold sits between
+what the renderer's own images and the negatives of `vqclip.toy.NEGATIVES` measure (tests/test_judge.py;
+figures in checkpoints/toy/TRAINING.md).
 """
 
 from __future__ import annotations
